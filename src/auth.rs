@@ -1,0 +1,165 @@
+//! JWT authorization (Mercure §"Authorization"): verifying tokens and reading the `mercure`
+//! claim.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::HttpError;
+use crate::hub::selector::Selector;
+
+/// The `mercure` claim.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct MercureClaim {
+    /// Topic selectors the bearer may publish to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Vec<String>>,
+    /// Topic selectors the bearer may receive private updates for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<Vec<String>>,
+    /// Free-form data attached to the subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// The claims the gateway reads; `exp` and `nbf` are checked by the verifier when present.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Mercure's claim; absent means no rights.
+    #[serde(default)]
+    pub mercure: MercureClaim,
+    /// Expiry (seconds since the epoch), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+}
+
+/// Checks tokens signed with one key.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    /// A verifier for HS256 tokens signed with `secret`.
+    pub fn hs256(secret: &str) -> Verifier {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Mercure tokens often carry no `exp`; when they do, it is enforced with no leeway.
+        validation.required_spec_claims.clear();
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        Verifier {
+            key: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Verifies a compact JWS and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, HttpError> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                HttpError::Unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token not yet valid",
+                    ErrorKind::InvalidSignature => "invalid token signature",
+                    ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
+                    _ => "malformed token",
+                })
+            })
+    }
+}
+
+/// Extracts the token from an `Authorization: Bearer …` header value.
+pub fn bearer(header: Option<&str>) -> Result<&str, HttpError> {
+    let value = header.ok_or(HttpError::Unauthorized("missing bearer token"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(HttpError::Unauthorized("malformed Authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(HttpError::Unauthorized("malformed Authorization header"));
+    }
+    Ok(token.trim())
+}
+
+/// Whether a publisher holding `claim` may publish to all of `topics` (Mercure: every topic
+/// must match one of the `mercure.publish` selectors; none or an empty list allows nothing).
+pub fn may_publish(claim: &MercureClaim, topics: &[String]) -> bool {
+    let Some(allowed) = &claim.publish else {
+        return false;
+    };
+    let selectors: Vec<Selector> = allowed.iter().map(|s| Selector::parse(s)).collect();
+    !selectors.is_empty()
+        && topics
+            .iter()
+            .all(|t| selectors.iter().any(|s| s.matches(t)))
+}
+
+/// Signs a token for `claims` with an HS256 secret (used for the token printed at start).
+pub fn sign_hs256(secret: &str, claims: &Claims) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing of a serializable claim set cannot fail")
+}
+
+/// A fresh random secret (256 bits, hex), for when no key is configured.
+pub fn random_secret() -> std::io::Result<String> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(publish: &[&str]) -> Claims {
+        Claims {
+            mercure: MercureClaim {
+                publish: Some(publish.iter().map(|s| s.to_string()).collect()),
+                ..MercureClaim::default()
+            },
+            exp: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_wrong_key() {
+        let t = sign_hs256("k1", &claims(&["*"]));
+        assert!(Verifier::hs256("k1").verify(&t).is_ok());
+        assert_eq!(
+            Verifier::hs256("k2").verify(&t).unwrap_err(),
+            HttpError::Unauthorized("invalid token signature")
+        );
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let mut c = claims(&["*"]);
+        c.exp = Some(1_000_000);
+        let t = sign_hs256("k", &c);
+        assert_eq!(
+            Verifier::hs256("k").verify(&t).unwrap_err(),
+            HttpError::Unauthorized("token expired")
+        );
+    }
+
+    #[test]
+    fn publish_rights() {
+        let topics = vec!["a".to_string(), "b".to_string()];
+        assert!(may_publish(&claims(&["*"]).mercure, &topics));
+        assert!(may_publish(&claims(&["a", "b"]).mercure, &topics));
+        assert!(!may_publish(&claims(&["a"]).mercure, &topics));
+        assert!(!may_publish(&claims(&[]).mercure, &topics));
+        assert!(!may_publish(&MercureClaim::default(), &topics));
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(Some("Bearer abc")).unwrap(), "abc");
+        assert!(bearer(Some("Basic abc")).is_err());
+        assert!(bearer(None).is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! Configuration: a serde struct read from TOML, overridden by CLI flags, checked by
+//! [`Config::validate`] separately from loading.
+//!
+//! Every key is documented here, in `config/ssegate.toml` and in the README table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// The gateway's configuration. Every field has a default, so an empty file (or none) serves
+/// on `127.0.0.1:8080` at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address every core's listener binds (SO_REUSEPORT). Port 0 picks a free port, shared
+    /// by all cores.
+    pub listen: SocketAddr,
+    /// Number of executors, one pinned per CPU. 0 means one per online CPU.
+    pub workers: usize,
+    /// HS256 secret that publisher JWTs are signed with. When absent, a random key is made at
+    /// start and a ready-to-use publisher token is printed: there is no well-known default.
+    pub publisher_jwt_key: Option<String>,
+    /// Events kept in memory for `Last-Event-ID` resume.
+    pub history_size: usize,
+    /// Events older than this are dropped from history (none when absent).
+    #[serde(with = "humantime_serde")]
+    pub history_max_age: Option<Duration>,
+    /// A subscriber that has not been written to for this long gets a `:` comment line.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A subscriber whose writes make no progress for this long is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// A subscriber with more than this many bytes queued and not yet taken by the kernel is
+    /// disconnected (it reconnects and resumes from history).
+    pub max_queued_bytes: usize,
+    /// Open connections (subscribers and publishers, all cores) before new ones get 503.
+    pub max_connections: usize,
+    /// How long SIGTERM/SIGINT may take before the process exits regardless.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Largest request head (request line and headers) accepted; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send a complete request head; a slower one is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Idle time allowed between two requests on a keep-alive publisher connection.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Largest publish body accepted; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Most `topic` parameters in one subscription or publication; more gets 400.
+    pub max_topics: usize,
+    /// Listen backlog of each core's listener.
+    pub backlog: u32,
+    /// Log format: `text` (human) or `json`.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info` or `ssegate=debug`.
+    pub log_level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            publisher_jwt_key: None,
+            history_size: 10_000,
+            history_max_age: None,
+            heartbeat_interval: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            max_queued_bytes: 1 << 20,
+            max_connections: 100_000,
+            shutdown_timeout: Duration::from_secs(10),
+            max_header_bytes: 8 * 1024,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            max_body_bytes: 1 << 20,
+            max_topics: 64,
+            backlog: 4096,
+            log_format: LogFormat::Text,
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+/// A configuration that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct (unknown key, wrong type, bad duration).
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        source: toml::de::Error,
+    },
+    /// A value is out of its range.
+    #[error("invalid `{key}`: {reason}")]
+    Invalid {
+        /// The key at fault.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; keys absent from it keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks ranges and relations between keys. Loading never does this, so a caller can
+    /// build a config from parts and validate once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers > 1024 {
+            return Err(invalid("workers", "at most 1024"));
+        }
+        if self.history_size == 0 {
+            return Err(invalid("history_size", "must be at least 1"));
+        }
+        if self.heartbeat_interval < Duration::from_millis(10) {
+            return Err(invalid("heartbeat_interval", "must be at least 10ms"));
+        }
+        if self.write_timeout.is_zero() {
+            return Err(invalid("write_timeout", "must be more than 0"));
+        }
+        if self.max_queued_bytes < 1024 {
+            return Err(invalid("max_queued_bytes", "must be at least 1024"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        if self.max_header_bytes < 256 || self.max_header_bytes > 1 << 20 {
+            return Err(invalid(
+                "max_header_bytes",
+                "must be between 256 and 1048576",
+            ));
+        }
+        if self.header_timeout.is_zero() || self.keepalive_timeout.is_zero() {
+            return Err(invalid(
+                "header_timeout",
+                "header_timeout and keepalive_timeout must be more than 0",
+            ));
+        }
+        if self.max_topics == 0 {
+            return Err(invalid("max_topics", "must be at least 1"));
+        }
+        if self.backlog == 0 {
+            return Err(invalid("backlog", "must be at least 1"));
+        }
+        if let Some(key) = &self.publisher_jwt_key {
+            if key.is_empty() {
+                return Err(invalid("publisher_jwt_key", "must not be empty"));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(invalid("log_level", e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The number of executors to start: `workers`, or one per online CPU when 0.
+    pub fn effective_workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Command-line flags. Each flag overrides the key of the same name in the file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ssegate",
+    version,
+    about = "Thread-per-core SSE push gateway (Mercure protocol)"
+)]
+pub struct Cli {
+    /// TOML configuration file; without it the embedded defaults apply.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub check_config: bool,
+    #[arg(long)]
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    pub listen: Option<SocketAddr>,
+    /// Executors (one pinned per CPU); 0 = one per online CPU.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// HS256 secret for publisher JWTs.
+    #[arg(long, env = "SSEGATE_PUBLISHER_JWT_KEY", hide_env_values = true)]
+    pub publisher_jwt_key: Option<String>,
+    /// Events kept for resume.
+    #[arg(long)]
+    pub history_size: Option<usize>,
+    /// Maximum age of history events, e.g. "10m".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub history_max_age: Option<Duration>,
+    /// Heartbeat period, e.g. "15s".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// Write stall before a subscriber is dropped, e.g. "30s".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub write_timeout: Option<Duration>,
+    /// Queued bytes before a slow subscriber is dropped.
+    #[arg(long)]
+    pub max_queued_bytes: Option<usize>,
+    /// Open connections before 503.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Grace period for SIGTERM, e.g. "10s".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+    /// Largest request head in bytes.
+    #[arg(long)]
+    pub max_header_bytes: Option<usize>,
+    /// Time allowed to send a request head.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<Duration>,
+    /// Idle time allowed between requests on a keep-alive connection.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Option<Duration>,
+    /// Largest publish body in bytes.
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Most topics per subscription or publication.
+    #[arg(long)]
+    pub max_topics: Option<usize>,
+    /// Listen backlog per core.
+    #[arg(long)]
+    pub backlog: Option<u32>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. "info" or "ssegate=debug".
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl Cli {
+    /// Loads the file (if any), then lays the flags over it. Does not validate.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field { c.$field = v.clone(); }
+            )*};
+        }
+        over!(
+            listen,
+            workers,
+            history_size,
+            heartbeat_interval,
+            write_timeout,
+            max_queued_bytes,
+            max_connections,
+            shutdown_timeout,
+            max_header_bytes,
+            header_timeout,
+            keepalive_timeout,
+            max_body_bytes,
+            max_topics,
+            backlog,
+            log_format,
+            log_level
+        );
+        if let Some(v) = &self.publisher_jwt_key {
+            c.publisher_jwt_key = Some(v.clone());
+        }
+        if let Some(v) = self.history_max_age {
+            c.history_max_age = Some(v);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.listen, Config::default().listen);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        let c =
+            Config::from_toml("heartbeat_interval = \"500ms\"\nhistory_max_age = \"2m\"").unwrap();
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(c.history_max_age, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = Config::from_toml("listne = \"127.0.0.1:1\"").unwrap_err();
+        assert!(e.to_string().contains("listne"), "{e}");
+    }
+
+    #[test]
+    fn the_example_file_parses_and_validates() {
+        let text = include_str!("../config/ssegate.toml");
+        let c = Config::from_toml(text).unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_catches_out_of_range_values() {
+        let c = Config {
+            max_topics: 0,
+            ..Config::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                key: "max_topics",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,224 @@
+//! ②③⑥ A connection's life on its core: read a request head within limits, route it, and
+//! either answer a publish (keep-alive, many per connection) or turn the connection into a
+//! subscriber stream whose writer lives until the client or the gateway ends it.
+//!
+//! Each connection is one task. Its buffers are allocated while it reads a request and freed
+//! when it becomes an idle subscriber: the long-lived future holds a stream, an id and a
+//! handle to the core, nothing more.
+
+mod publisher;
+mod subscriber;
+
+use std::future::Future;
+use std::io;
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::error::HttpError;
+use crate::http::{self, Method, Request, MERCURE_PATH};
+use crate::runtime::{Core, Stats};
+
+/// How long a closing connection is drained before it is dropped, so the client reads our
+/// last response instead of a reset.
+const LINGER: Duration = Duration::from_millis(500);
+/// Most bytes drained while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Why reading a request head ended without a request.
+enum HeadError {
+    /// The peer closed (or an idle keep-alive ended): nothing to answer.
+    Closed,
+    /// The head did not arrive within `header_timeout` (slow loris).
+    TimedOut,
+    /// The head is invalid: answer it.
+    Http(HttpError),
+}
+
+/// Releases the connection's slot in `max_connections` when the task ends.
+struct Slot(Rc<Core>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.conns.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one accepted connection to the end. `over_capacity` connections get a 503 with
+/// `Retry-After` once their request has been read.
+pub async fn serve(core: Rc<Core>, mut stream: TcpStream, conn_id: u64, over_capacity: bool) {
+    let _slot = Slot(core.clone());
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    let mut first = true;
+    loop {
+        let head = Box::pin(read_head(&core, &mut stream, &mut buf, first)).await;
+        first = false;
+        let req = match head {
+            Ok(req) => req,
+            Err(HeadError::Closed) => return,
+            Err(HeadError::TimedOut) => {
+                Stats::add(&core.stats.header_timeouts, 1);
+                tracing::debug!(conn = conn_id, "request head timed out");
+                return;
+            }
+            Err(HeadError::Http(e)) => {
+                reply_error(&core, &mut stream, conn_id, &e, false).await;
+                return linger(stream).await;
+            }
+        };
+        let refusal = if over_capacity {
+            Stats::add(&core.stats.over_capacity, 1);
+            Some(HttpError::Unavailable("too many connections"))
+        } else if core.is_stopping() {
+            Some(HttpError::Unavailable("shutting down"))
+        } else {
+            None
+        };
+        let err = match (refusal, req.path == MERCURE_PATH, req.method()) {
+            (Some(e), ..) => e,
+            (None, true, Method::Get) => {
+                drop(buf);
+                return Box::pin(subscriber::run(core, stream, req, conn_id)).await;
+            }
+            (None, true, Method::Post) => {
+                match Box::pin(publisher::handle(
+                    &core,
+                    &mut stream,
+                    &mut buf,
+                    &req,
+                    conn_id,
+                ))
+                .await
+                {
+                    Ok(true) => continue,
+                    Ok(false) => return linger(stream).await,
+                    Err(()) => return,
+                }
+            }
+            (None, true, _) => HttpError::MethodNotAllowed("GET, POST"),
+            (None, false, _) => HttpError::NotFound,
+        };
+        // An unread body would be parsed as the next request: close instead.
+        let has_body = req.content_length.unwrap_or(0) > 0 || req.has_transfer_encoding;
+        let keep = req.keep_alive && !has_body && !err.closes_connection();
+        if !reply_error(&core, &mut stream, conn_id, &err, keep).await || !keep {
+            return linger(stream).await;
+        }
+    }
+}
+
+/// Writes an error response; returns whether the write succeeded.
+async fn reply_error(
+    core: &Core,
+    stream: &mut TcpStream,
+    conn_id: u64,
+    err: &HttpError,
+    keep_alive: bool,
+) -> bool {
+    Stats::add(&core.stats.client_errors, 1);
+    tracing::debug!(conn = conn_id, status = err.status(), reason = %err, "request refused");
+    stream.write_all(&err.response(keep_alive)).await.is_ok()
+}
+
+/// Reads one request head into `buf` (which may already hold pipelined bytes) and removes it
+/// from there. Before the first byte of a request, a keep-alive connection may idle for
+/// `keepalive_timeout` (and is closed at once on shutdown); once a request has begun, the
+/// whole head must arrive within `header_timeout`.
+async fn read_head(
+    core: &Core,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    first: bool,
+) -> Result<Request, HeadError> {
+    let max = core.cfg.max_header_bytes;
+    if buf.is_empty() {
+        let idle = if first {
+            core.cfg.header_timeout
+        } else {
+            core.cfg.keepalive_timeout
+        };
+        let read = with_timeout(idle, read_more(stream, buf, max));
+        let n = if first {
+            read.await
+        } else {
+            future::or(read, async {
+                core.stopped().await;
+                Ok(0)
+            })
+            .await
+        };
+        match n {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            // An idle keep-alive connection timing out is a normal end, not a slow loris.
+            Err(e) if first && e.kind() == io::ErrorKind::TimedOut => {
+                return Err(HeadError::TimedOut)
+            }
+            Err(_) => return Err(HeadError::Closed),
+        }
+    }
+    let deadline = Instant::now() + core.cfg.header_timeout;
+    loop {
+        match http::parse_head(buf, max) {
+            Ok(Some((req, len))) => {
+                buf.drain(..len);
+                return Ok(req);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(HeadError::Http(e)),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match with_timeout(left, read_more(stream, buf, max)).await {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HeadError::TimedOut),
+            Err(_) => return Err(HeadError::Closed),
+        }
+    }
+}
+
+/// Appends what the socket has (up to `limit` bytes in `buf` in all) and returns the count;
+/// 0 means end of stream.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+    let len = buf.len();
+    let want = limit.saturating_sub(len).clamp(1, 16 * 1024);
+    buf.resize(len + want, 0);
+    let r = stream.read(&mut buf[len..]).await;
+    buf.truncate(len + *r.as_ref().unwrap_or(&0));
+    r
+}
+
+/// Runs `f`, failing with `TimedOut` after `d`.
+async fn with_timeout<T>(d: Duration, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    future::or(f, async {
+        glommio::timer::sleep(d).await;
+        Err(io::ErrorKind::TimedOut.into())
+    })
+    .await
+}
+
+/// Closes our side, then reads and discards what the client still sends (briefly), so the
+/// kernel does not answer unread bytes with a reset that would destroy our last response.
+async fn linger(mut stream: TcpStream) {
+    if stream.shutdown(Shutdown::Write).await.is_err() {
+        return;
+    }
+    let _ = with_timeout(LINGER, async {
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        loop {
+            let n = stream.read(&mut sink).await?;
+            total += n;
+            if n == 0 || total >= LINGER_BYTES {
+                return Ok(());
+            }
+        }
+    })
+    .await;
+}

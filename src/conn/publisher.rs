@@ -1,0 +1,125 @@
+//! ③ A publish request: limits, token, body, validation, then the sequencer's
+//! acknowledgement, answered with the event's id.
+
+use std::time::Instant;
+
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::{read_more, reply_error, with_timeout};
+use crate::auth::{bearer, may_publish};
+use crate::error::HttpError;
+use crate::http::Request;
+use crate::hub::publish::parse_update;
+use crate::runtime::Core;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Handles one POST. Returns `Ok(true)` to keep the connection for the next request,
+/// `Ok(false)` to close it after lingering, `Err(())` when the connection is already gone.
+pub async fn handle(
+    core: &Core,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    req: &Request,
+    conn_id: u64,
+) -> Result<bool, ()> {
+    // Checks that need no body. A refusal here leaves the body unread: close afterwards.
+    let len = match precheck(core, req) {
+        Ok(len) => len,
+        Err(e) => {
+            let keep = req.content_length == Some(0) && req.keep_alive && !e.closes_connection();
+            reply_error(core, stream, conn_id, &e, keep).await;
+            return Ok(keep);
+        }
+    };
+    let claims = match bearer(req.authorization.as_deref())
+        .and_then(|token| core.publisher_auth.verify(token))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let keep = len == 0 && req.keep_alive;
+            reply_error(core, stream, conn_id, &e, keep).await;
+            return Ok(keep);
+        }
+    };
+    if req.expect_continue
+        && stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return Err(());
+    }
+    read_body(core, stream, buf, len).await.map_err(|_| ())?;
+
+    let outcome = async {
+        let update = parse_update(&buf[..len], core.cfg.max_topics)?;
+        if !may_publish(&claims.mercure, &update.topics) {
+            return Err(HttpError::Forbidden(
+                "token does not allow publishing to these topics",
+            ));
+        }
+        let id = update.id.clone();
+        core.publish(update).await?;
+        Ok(id)
+    }
+    .await;
+    buf.drain(..len);
+    let keep = req.keep_alive && !core.is_stopping();
+    match outcome {
+        Ok(id) => {
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{id}",
+                id.len(),
+                if keep { "keep-alive" } else { "close" },
+            );
+            stream.write_all(resp.as_bytes()).await.map_err(|_| ())?;
+            Ok(keep)
+        }
+        Err(e) => {
+            let keep = keep && !e.closes_connection();
+            if !reply_error(core, stream, conn_id, &e, keep).await {
+                return Err(());
+            }
+            Ok(keep)
+        }
+    }
+}
+
+/// Validates framing and media type; returns the body length.
+fn precheck(core: &Core, req: &Request) -> Result<usize, HttpError> {
+    if req.has_transfer_encoding {
+        return Err(HttpError::LengthRequired);
+    }
+    let len = req.content_length.ok_or(HttpError::LengthRequired)?;
+    if len > core.cfg.max_body_bytes {
+        return Err(HttpError::PayloadTooLarge);
+    }
+    let media = req
+        .content_type
+        .as_deref()
+        .map(|ct| ct.split(';').next().unwrap_or("").trim());
+    match media {
+        Some(m) if m.eq_ignore_ascii_case(FORM) => Ok(len),
+        None if len == 0 => Ok(len),
+        _ => Err(HttpError::UnsupportedMediaType),
+    }
+}
+
+/// Makes sure `buf` holds the `len`-byte body, reading within `header_timeout`.
+async fn read_body(
+    core: &Core,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> std::io::Result<()> {
+    let deadline = Instant::now() + core.cfg.header_timeout;
+    while buf.len() < len {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if with_timeout(left, read_more(stream, buf, len)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}

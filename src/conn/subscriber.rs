@@ -1,0 +1,226 @@
+//! ⑥ A subscriber: register in the shard, write the response head and the replay, then live
+//! as the connection's writer: wait for queued frames, write each batch in one `send`,
+//! and notice a client that goes away.
+//!
+//! The stream is close-delimited (`Connection: close`, no chunked framing): an SSE response
+//! never ends by itself, so chunk headers would only add bytes and force a copy of every
+//! shared frame; the event bytes encoded once by the sequencer go to the socket as they are.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::{linger, reply_error};
+use crate::error::HttpError;
+use crate::http::{parse_form, Request};
+use crate::hub::event::Event;
+use crate::hub::history::ResumeFrom;
+use crate::hub::selector::Selector;
+use crate::hub::shard::{wants, Next};
+use crate::runtime::{Core, Stats};
+
+/// Replayed events are coalesced into writes of about this size.
+const REPLAY_BATCH: usize = 64 * 1024;
+
+/// A subscription request, parsed.
+struct Subscription {
+    selectors: Vec<Selector>,
+    /// `Last-Event-ID` header, else the `lastEventID` query parameter.
+    last_event_id: Option<String>,
+}
+
+fn parse_subscription(req: &Request, max_topics: usize) -> Result<Subscription, HttpError> {
+    let mut selectors = Vec::new();
+    let mut query_last_id = None;
+    for (name, value) in parse_form(req.query.as_bytes())? {
+        match name.as_str() {
+            "topic" => {
+                if value.is_empty() {
+                    return Err(HttpError::BadParam("empty \"topic\" parameter".into()));
+                }
+                if selectors.len() == max_topics {
+                    return Err(HttpError::BadParam(format!(
+                        "too many \"topic\" parameters (at most {max_topics})"
+                    )));
+                }
+                selectors.push(Selector::parse(&value));
+            }
+            "lastEventID" if !value.is_empty() => query_last_id = Some(value),
+            _ => {}
+        }
+    }
+    if selectors.is_empty() {
+        return Err(HttpError::BadParam("missing \"topic\" parameter".into()));
+    }
+    Ok(Subscription {
+        selectors,
+        last_event_id: req.last_event_id.clone().or(query_last_id),
+    })
+}
+
+/// How a subscriber's stream ended.
+#[derive(Debug)]
+enum End {
+    /// The client closed, reset, or sent bytes it should not have.
+    Peer,
+    /// Gateway shutdown: queue flushed, close cleanly.
+    Drained,
+    /// Dropped as a slow consumer.
+    Dropped,
+    /// A write made no progress for `write_timeout`.
+    WriteTimeout,
+}
+
+/// Serves a subscribe request until the stream ends.
+pub async fn run(core: Rc<Core>, mut stream: TcpStream, req: Request, conn_id: u64) {
+    let sub = match parse_subscription(&req, core.cfg.max_topics) {
+        Ok(s) => s,
+        Err(e) => {
+            reply_error(&core, &mut stream, conn_id, &e, false).await;
+            return linger(stream).await;
+        }
+    };
+    let _ = stream.set_write_timeout(Some(core.cfg.write_timeout));
+
+    // Registration and the replay snapshot happen in one synchronous step: no event can
+    // land between them, so the replay and the live stream neither overlap nor leave a gap.
+    let (id, head, replay) = {
+        let mut history = core.history.borrow_mut();
+        history.expire(Instant::now());
+        let (replay, header): (Vec<Rc<Event>>, Option<String>) = match &sub.last_event_id {
+            None => (Vec::new(), None),
+            Some(last) => {
+                let from = if last == "earliest" {
+                    ResumeFrom::Earliest
+                } else {
+                    ResumeFrom::After(last)
+                };
+                let (events, header) = history.replay(from);
+                let events = events
+                    .filter(|e| wants(&sub.selectors, e))
+                    .cloned()
+                    .collect();
+                (events, Some(header))
+            }
+        };
+        let newest = history.newest_seq();
+        let id = core
+            .shard
+            .borrow_mut()
+            .add(sub.selectors, stream.as_raw_fd(), newest);
+        (id, response_head(header.as_deref(), core.index), replay)
+    };
+    Stats::add(&core.stats.subscribed, 1);
+    Stats::add(&core.stats.replayed, replay.len() as u64);
+    tracing::debug!(
+        conn = conn_id,
+        sub = id,
+        replay = replay.len(),
+        "subscribed"
+    );
+
+    let end = match write_replay(&mut stream, head, replay).await {
+        Ok(()) => live(&core, &mut stream, id).await,
+        Err(e) => Err(e),
+    };
+    // Leave the shard before the stream (and its fd) is dropped: a shard entry must never
+    // name a closed fd.
+    core.shard.borrow_mut().remove(id);
+    core.subscriber_gone();
+    let end = end.unwrap_or_else(|e| {
+        if e.kind() == io::ErrorKind::TimedOut {
+            End::WriteTimeout
+        } else {
+            End::Peer
+        }
+    });
+    tracing::debug!(conn = conn_id, sub = id, end = ?end, "subscriber closed");
+    match end {
+        End::Drained => {
+            let _ = stream.close().await;
+        }
+        End::WriteTimeout => Stats::add(&core.stats.write_timeouts, 1),
+        End::Peer | End::Dropped => {}
+    }
+}
+
+/// The response head, then the opening comment that lets clients see the stream is live.
+fn response_head(last_event_id: Option<&str>, core: usize) -> BytesMut {
+    let mut b = BytesMut::with_capacity(320);
+    b.put_slice(
+        b"HTTP/1.1 200 OK\r\n\
+Content-Type: text/event-stream\r\n\
+Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n\
+Pragma: no-cache\r\n\
+X-Accel-Buffering: no\r\n\
+Connection: close\r\n",
+    );
+    b.put_slice(b"X-Ssegate-Worker: ");
+    b.put_slice(itoa::Buffer::new().format(core).as_bytes());
+    b.put_slice(b"\r\n");
+    if let Some(id) = last_event_id {
+        b.put_slice(b"Last-Event-ID: ");
+        b.put_slice(id.as_bytes());
+        b.put_slice(b"\r\n");
+    }
+    b.put_slice(b"\r\n:\n");
+    b
+}
+
+/// Writes the head and the replayed events, coalesced into large writes.
+async fn write_replay(
+    stream: &mut TcpStream,
+    mut batch: BytesMut,
+    replay: Vec<Rc<Event>>,
+) -> io::Result<()> {
+    for ev in replay {
+        if batch.len() + ev.frame.len() > REPLAY_BATCH && !batch.is_empty() {
+            stream.write_all(&batch).await?;
+            batch.clear();
+        }
+        batch.extend_from_slice(&ev.frame);
+    }
+    stream.write_all(&batch).await
+}
+
+/// The live phase: one wake-up per batch of queued frames, one write per batch.
+async fn live(core: &Core, stream: &mut TcpStream, id: usize) -> io::Result<End> {
+    loop {
+        let next = poll_fn(|cx| {
+            // A subscriber sends nothing after its request: a readable socket means the
+            // client closed (0), reset (error), or misbehaves (data). All end the stream.
+            let mut scratch = [0u8; 16];
+            if Pin::new(&mut *stream)
+                .poll_read(cx, &mut scratch)
+                .is_ready()
+            {
+                return Poll::Ready(None);
+            }
+            core.shard.borrow_mut().poll_next(id, cx).map(Some)
+        })
+        .await;
+        match next {
+            None => return Ok(End::Peer),
+            Some(Next::Close) => return Ok(End::Drained),
+            Some(Next::Dropped(_)) => return Ok(End::Dropped),
+            Some(Next::Write) => {
+                let Some(batch) = core.shard.borrow_mut().take_batch(id) else {
+                    continue;
+                };
+                stream.write_all(&batch).await?;
+                core.shard
+                    .borrow_mut()
+                    .written(id, batch.len(), Instant::now());
+                Stats::add(&core.stats.bytes_written, batch.len() as u64);
+            }
+        }
+    }
+}

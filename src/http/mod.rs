@@ -1,0 +1,201 @@
+//! ② HTTP/1.1 request heads: parsing with limits, routing, and `application/x-www-form-urlencoded`
+//! decoding for queries and publish bodies.
+//!
+//! Only what a push gateway needs is parsed out of the head; the rest is validated by
+//! `httparse` and dropped, so a request costs one small allocation per kept header.
+
+mod form;
+
+pub use form::parse_form;
+
+use crate::error::HttpError;
+
+/// The endpoint of the Mercure protocol.
+pub const MERCURE_PATH: &str = "/.well-known/mercure";
+
+/// Most headers accepted in one request head; more is answered with 431.
+const MAX_HEADERS: usize = 64;
+
+/// The request methods the gateway routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`: subscribe.
+    Get,
+    /// `POST`: publish.
+    Post,
+    /// Any other method: answered 405 on a known path.
+    Other,
+}
+
+/// What the gateway keeps of a request head.
+#[derive(Debug, Default)]
+pub struct Request {
+    /// Request method.
+    pub method: Option<Method>,
+    /// Path without the query.
+    pub path: String,
+    /// Raw query string (after `?`), still percent-encoded.
+    pub query: String,
+    /// `Content-Length`, if sent.
+    pub content_length: Option<usize>,
+    /// `Transfer-Encoding` was sent (chunked bodies are not accepted).
+    pub has_transfer_encoding: bool,
+    /// `Content-Type`, if sent.
+    pub content_type: Option<String>,
+    /// `Authorization`, if sent.
+    pub authorization: Option<String>,
+    /// `Last-Event-ID`, if sent and non-empty.
+    pub last_event_id: Option<String>,
+    /// Whether the connection may be reused after the response (HTTP/1.1 default, or
+    /// `Connection: keep-alive` on 1.0; `Connection: close` turns it off).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent: the client waits for a `100 Continue` before the body.
+    pub expect_continue: bool,
+}
+
+impl Request {
+    /// The method, defaulting to [`Method::Other`].
+    pub fn method(&self) -> Method {
+        self.method.unwrap_or(Method::Other)
+    }
+}
+
+/// Parses a request head at the start of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed, or the request and the length of its head.
+/// `max_head` bounds the head: a longer one is 431 (or 414 when the request line alone is
+/// that long).
+pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= max_head {
+                let line_done = buf[..max_head].contains(&b'\n');
+                return Err(if line_done {
+                    HttpError::HeadersTooLarge
+                } else {
+                    HttpError::UriTooLong
+                });
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
+        Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
+        Err(_) => return Err(HttpError::BadRequest("malformed request head")),
+    };
+    if head_len > max_head {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let mut out = Request {
+        method: Some(match req.method {
+            Some("GET") => Method::Get,
+            Some("POST") => Method::Post,
+            _ => Method::Other,
+        }),
+        ..Request::default()
+    };
+    let target = req.path.unwrap_or("/");
+    match target.split_once('?') {
+        Some((p, q)) => {
+            out.path = p.to_owned();
+            out.query = q.to_owned();
+        }
+        None => out.path = target.to_owned(),
+    }
+    let http10 = req.version == Some(0);
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let value = || {
+            std::str::from_utf8(h.value)
+                .map(|v| v.trim())
+                .map_err(|_| HttpError::BadRequest("header value is not UTF-8"))
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = value()?
+                .parse::<usize>()
+                .map_err(|_| HttpError::BadRequest("invalid Content-Length"))?;
+            if out.content_length.is_some_and(|m| m != n) {
+                return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+            }
+            out.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            out.has_transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("content-type") {
+            out.content_type = Some(value()?.to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            out.authorization = Some(value()?.to_owned());
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            let v = value()?;
+            if !v.is_empty() {
+                out.last_event_id = Some(v.to_owned());
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value()?.split(',') {
+                let token = token.trim();
+                connection_close |= token.eq_ignore_ascii_case("close");
+                connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            out.expect_continue = value()?.eq_ignore_ascii_case("100-continue");
+        }
+    }
+    out.keep_alive = !connection_close && (!http10 || connection_keep_alive);
+    Ok(Some((out, head_len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_subscribe_request() {
+        let raw = b"GET /.well-known/mercure?topic=a&topic=b HTTP/1.1\r\nHost: x\r\nLast-Event-ID: urn:1\r\n\r\nrest";
+        let (req, n) = parse_head(raw, 8192).unwrap().unwrap();
+        assert_eq!(n, raw.len() - 4);
+        assert_eq!(req.method(), Method::Get);
+        assert_eq!(req.path, MERCURE_PATH);
+        assert_eq!(req.query, "topic=a&topic=b");
+        assert_eq!(req.last_event_id.as_deref(), Some("urn:1"));
+        assert!(req.keep_alive);
+    }
+
+    #[test]
+    fn partial_heads_ask_for_more_until_the_limit() {
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost:", 8192)
+            .unwrap()
+            .is_none());
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(300));
+        assert_eq!(
+            parse_head(long.as_bytes(), 256).unwrap_err(),
+            HttpError::HeadersTooLarge
+        );
+        let long_uri = format!("GET /{} HTTP/1.1\r\n", "a".repeat(300));
+        assert_eq!(
+            parse_head(long_uri.as_bytes(), 256).unwrap_err(),
+            HttpError::UriTooLong
+        );
+    }
+
+    #[test]
+    fn refuses_garbage_and_conflicting_lengths() {
+        assert!(parse_head(b"\x00\x01\x02 nonsense\r\n\r\n", 8192).is_err());
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        assert!(parse_head(raw, 8192).is_err());
+    }
+
+    #[test]
+    fn connection_close_and_http10() {
+        let (r, _) = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(!r.keep_alive);
+        let (r, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(!r.keep_alive);
+    }
+}

@@ -1,0 +1,430 @@
+//! ⑤ The per-core subscriber shard: this core's subscribers, the index from selector to
+//! subscribers, and the fan-out of one event to every local match.
+//!
+//! Only this core touches its shard (`Rc<RefCell<_>>`, no lock). Fan-out never waits: each
+//! matching subscriber gets a clone of the event's `Bytes` pushed on its bounded queue and its
+//! writer woken; a subscriber whose queue would pass `max_queued_bytes` is dropped on the spot
+//! (it will reconnect and resume from history), so one slow client cannot hold up the core.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::RawFd;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexSet;
+use slab::Slab;
+
+use super::event::{Event, HEARTBEAT};
+use super::selector::Selector;
+use crate::net::sys;
+
+/// Why a subscriber was closed by the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Its queue passed `max_queued_bytes`.
+    SlowConsumer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Receiving events.
+    Open,
+    /// Shutting down: write what is queued, then close.
+    Draining,
+    /// Closed by the gateway; nothing more is written.
+    Dropped(DropReason),
+}
+
+/// What a subscriber's writer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Bytes are queued: take a batch and write it.
+    Write,
+    /// Drained during shutdown: close the connection cleanly.
+    Close,
+    /// Dropped by the gateway.
+    Dropped(DropReason),
+}
+
+/// One subscriber's entry. Kept small: at 100k+ subscribers per core every field counts.
+struct Subscriber {
+    /// Frames waiting for the writer (clones of shared `Bytes`; empty when idle, no alloc).
+    queue: VecDeque<Bytes>,
+    /// Bytes queued or being written, not yet taken by the kernel.
+    queued_bytes: usize,
+    /// The writer task, parked until there is something to do.
+    waker: Option<Waker>,
+    /// Last time bytes were handed to the kernel, for heartbeats.
+    last_write: Instant,
+    /// Seq of the last event queued: an event matching several selectors is queued once.
+    last_seq: u64,
+    /// What the subscriber asked for (to unindex, and to match replays).
+    selectors: Box<[Selector]>,
+    state: State,
+    /// The socket, so a drop can abort a write in progress.
+    fd: RawFd,
+}
+
+/// Counts returned by a fan-out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FanOut {
+    /// Subscribers that got the event queued.
+    pub delivered: usize,
+    /// Subscribers dropped as slow consumers.
+    pub dropped: usize,
+}
+
+/// This core's subscribers and their index.
+pub struct Shard {
+    subs: Slab<Subscriber>,
+    /// Exact selectors: topic string → subscribers. Found by one hash lookup per topic.
+    exact: HashMap<Box<str>, IndexSet<usize>>,
+    /// Selectors that must be tested (`*`, later URI templates): one entry per distinct
+    /// selector, shared by all the subscribers that use it.
+    patterns: Vec<(Selector, IndexSet<usize>)>,
+    max_queued_bytes: usize,
+    /// Reused by fan-out for the subscribers to drop, so fan-out does not allocate.
+    scratch: Vec<usize>,
+}
+
+/// Whether a subscriber with these selectors should receive `ev` (fan-out and replay agree).
+pub fn wants(selectors: &[Selector], ev: &Event) -> bool {
+    // Private updates need subscriber authorization, which no subscriber has yet: the spec
+    // says they MUST NOT be dispatched to unauthorized subscribers.
+    !ev.private && selectors.iter().any(|s| s.matches_any(&ev.topics))
+}
+
+impl Shard {
+    /// An empty shard.
+    pub fn new(max_queued_bytes: usize) -> Shard {
+        Shard {
+            subs: Slab::new(),
+            exact: HashMap::new(),
+            patterns: Vec::new(),
+            max_queued_bytes,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Subscribers on this core.
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Whether this core has no subscriber.
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    /// Registers a subscriber and indexes it for live events after `seq` (the newest event
+    /// already in history, which its writer replays itself). Returns its id.
+    pub fn add(&mut self, selectors: Vec<Selector>, fd: RawFd, seq: u64) -> usize {
+        let id = self.subs.insert(Subscriber {
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            waker: None,
+            last_write: Instant::now(),
+            last_seq: seq,
+            selectors: selectors.into_boxed_slice(),
+            state: State::Open,
+            fd,
+        });
+        let sub = &self.subs[id];
+        for sel in sub.selectors.iter() {
+            match sel.exact() {
+                Some(topic) => {
+                    self.exact.entry(topic.into()).or_default().insert(id);
+                }
+                None => match self.patterns.iter_mut().find(|(s, _)| s == sel) {
+                    Some((_, set)) => {
+                        set.insert(id);
+                    }
+                    None => self.patterns.push((sel.clone(), IndexSet::from([id]))),
+                },
+            }
+        }
+        id
+    }
+
+    fn unindex(&mut self, id: usize) {
+        let Some(sub) = self.subs.get(id) else { return };
+        for sel in sub.selectors.iter() {
+            match sel.exact() {
+                Some(topic) => {
+                    if let Some(set) = self.exact.get_mut(topic) {
+                        set.swap_remove(&id);
+                        if set.is_empty() {
+                            self.exact.remove(topic);
+                        }
+                    }
+                }
+                None => {
+                    if let Some(i) = self.patterns.iter().position(|(s, _)| s == sel) {
+                        self.patterns[i].1.swap_remove(&id);
+                        if self.patterns[i].1.is_empty() {
+                            self.patterns.swap_remove(i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets a subscriber whose writer has finished.
+    pub fn remove(&mut self, id: usize) {
+        if matches!(
+            self.subs.get(id).map(|s| s.state),
+            Some(State::Open | State::Draining)
+        ) {
+            self.unindex(id);
+        }
+        self.subs.try_remove(id);
+    }
+
+    /// Queues `ev` for every local subscriber that wants it.
+    pub fn fan_out(&mut self, ev: &Event) -> FanOut {
+        let mut out = FanOut::default();
+        let mut drop = std::mem::take(&mut self.scratch);
+        let max = self.max_queued_bytes;
+        let subs = &mut self.subs;
+        if !ev.private {
+            for topic in ev.topics.iter() {
+                if let Some(set) = self.exact.get(&**topic) {
+                    for &id in set {
+                        deliver(subs, id, ev, max, &mut out, &mut drop);
+                    }
+                }
+            }
+            for (sel, set) in &self.patterns {
+                if sel.matches_any(&ev.topics) {
+                    for &id in set {
+                        deliver(subs, id, ev, max, &mut out, &mut drop);
+                    }
+                }
+            }
+        }
+        for &id in &drop {
+            self.drop_subscriber(id, DropReason::SlowConsumer);
+        }
+        out.dropped = drop.len();
+        drop.clear();
+        self.scratch = drop;
+        out
+    }
+
+    /// Closes a subscriber from the gateway's side: unindexed at once, queue freed, socket
+    /// shut down (which also aborts a write in progress), writer woken to clean up.
+    pub fn drop_subscriber(&mut self, id: usize, reason: DropReason) {
+        self.unindex(id);
+        let Some(sub) = self.subs.get_mut(id) else {
+            return;
+        };
+        sub.state = State::Dropped(reason);
+        sub.queue = VecDeque::new();
+        sub.queued_bytes = 0;
+        sys::shutdown_both(sub.fd);
+        if let Some(w) = sub.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Asks every subscriber to flush what it has and close (graceful shutdown).
+    pub fn drain_all(&mut self) {
+        for (_, sub) in self.subs.iter_mut() {
+            if sub.state == State::Open {
+                sub.state = State::Draining;
+            }
+            if let Some(w) = sub.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The writer's wait: ready when something is queued or the subscriber must close;
+    /// otherwise parks the writer's waker.
+    pub fn poll_next(&mut self, id: usize, cx: &mut Context<'_>) -> Poll<Next> {
+        let Some(sub) = self.subs.get_mut(id) else {
+            return Poll::Ready(Next::Close);
+        };
+        match sub.state {
+            State::Dropped(r) => Poll::Ready(Next::Dropped(r)),
+            _ if !sub.queue.is_empty() => Poll::Ready(Next::Write),
+            State::Draining => Poll::Ready(Next::Close),
+            State::Open => {
+                match &sub.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => sub.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Takes everything queued as one contiguous buffer (zero-copy when one frame is queued):
+    /// one write per wake-up, however many events arrived meanwhile.
+    pub fn take_batch(&mut self, id: usize) -> Option<Bytes> {
+        let sub = self.subs.get_mut(id)?;
+        match sub.queue.len() {
+            0 => None,
+            1 => sub.queue.pop_front(),
+            _ => {
+                let mut buf = BytesMut::with_capacity(sub.queued_bytes);
+                for frame in sub.queue.drain(..) {
+                    buf.extend_from_slice(&frame);
+                }
+                Some(buf.freeze())
+            }
+        }
+    }
+
+    /// Records that `n` bytes reached the kernel.
+    pub fn written(&mut self, id: usize, n: usize, now: Instant) {
+        if let Some(sub) = self.subs.get_mut(id) {
+            sub.queued_bytes = sub.queued_bytes.saturating_sub(n);
+            sub.last_write = now;
+        }
+    }
+
+    /// One step of the heartbeat sweep. The table is cut into `phases` slices by id; each
+    /// call visits one slice, so a full turn of `phases` calls spans one heartbeat interval
+    /// and the heartbeats of many idle connections spread over it instead of firing at once.
+    /// A visited subscriber idle for `interval` minus one step gets a `:` line.
+    pub fn heartbeat_step(
+        &mut self,
+        phase: usize,
+        phases: usize,
+        now: Instant,
+        interval: Duration,
+    ) -> usize {
+        let due = interval - interval / phases as u32;
+        let mut sent = 0;
+        let mut id = phase;
+        let end = self.subs.capacity();
+        while id < end {
+            if let Some(sub) = self.subs.get_mut(id) {
+                if sub.state == State::Open
+                    && sub.queue.is_empty()
+                    && now.saturating_duration_since(sub.last_write) >= due
+                {
+                    sub.queue.push_back(HEARTBEAT);
+                    sub.queued_bytes += HEARTBEAT.len();
+                    if let Some(w) = sub.waker.take() {
+                        w.wake();
+                    }
+                    sent += 1;
+                }
+            }
+            id += phases;
+        }
+        sent
+    }
+}
+
+#[inline]
+fn deliver(
+    subs: &mut Slab<Subscriber>,
+    id: usize,
+    ev: &Event,
+    max: usize,
+    out: &mut FanOut,
+    drop: &mut Vec<usize>,
+) {
+    let Some(sub) = subs.get_mut(id) else { return };
+    if sub.last_seq >= ev.seq || sub.state != State::Open {
+        return;
+    }
+    sub.last_seq = ev.seq;
+    if sub.queued_bytes + ev.frame.len() > max {
+        drop.push(id);
+        return;
+    }
+    sub.queued_bytes += ev.frame.len();
+    sub.queue.push_back(ev.frame.clone());
+    if let Some(w) = sub.waker.take() {
+        w.wake();
+    }
+    out.delivered += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    fn ev(seq: u64, topics: &[&str], len: usize) -> Rc<Event> {
+        Rc::new(Event {
+            seq,
+            id: format!("e{seq}").into(),
+            topics: topics.iter().map(|t| Box::<str>::from(*t)).collect(),
+            private: false,
+            frame: Bytes::from(vec![b'x'; len]),
+            at: Instant::now(),
+        })
+    }
+
+    fn sel(v: &[&str]) -> Vec<Selector> {
+        v.iter().map(|s| Selector::parse(s)).collect()
+    }
+
+    #[test]
+    fn fan_out_reaches_exact_and_star_once_each() {
+        let mut s = Shard::new(1 << 20);
+        let a = s.add(sel(&["a", "b"]), -1, 0);
+        let star = s.add(sel(&["*"]), -1, 0);
+        let c = s.add(sel(&["c"]), -1, 0);
+        // Matches `a` twice (two topics) but is queued once.
+        let out = s.fan_out(&ev(1, &["a", "b"], 10));
+        assert_eq!(
+            out,
+            FanOut {
+                delivered: 2,
+                dropped: 0
+            }
+        );
+        assert_eq!(s.take_batch(a).unwrap().len(), 10);
+        assert!(s.take_batch(c).is_none());
+        assert_eq!(s.take_batch(star).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn batches_coalesce_and_slow_consumers_are_dropped() {
+        let mut s = Shard::new(2048);
+        let id = s.add(sel(&["t"]), -1, 0);
+        s.fan_out(&ev(1, &["t"], 4));
+        s.fan_out(&ev(2, &["t"], 1000));
+        assert_eq!(s.take_batch(id).unwrap().len(), 1004);
+        // Not yet written: 1004 bytes still count; the next two pass the 2048 cap.
+        assert_eq!(s.fan_out(&ev(3, &["t"], 1000)).delivered, 1);
+        assert_eq!(s.fan_out(&ev(4, &["t"], 1000)).dropped, 1);
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }));
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(
+            s.poll_next(id, &mut cx),
+            Poll::Ready(Next::Dropped(DropReason::SlowConsumer))
+        );
+        // Unindexed at once: later events do not reach it.
+        assert_eq!(s.fan_out(&ev(5, &["t"], 1)).delivered, 0);
+        s.remove(id);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn heartbeats_visit_one_slice_per_step() {
+        let mut s = Shard::new(1 << 20);
+        for _ in 0..8 {
+            s.add(sel(&["t"]), -1, 0);
+        }
+        let later = Instant::now() + Duration::from_secs(60);
+        let sent: usize = (0..4)
+            .map(|p| s.heartbeat_step(p, 4, later, Duration::from_secs(15)))
+            .sum();
+        assert_eq!(sent, 8);
+        assert_eq!(
+            s.heartbeat_step(0, 4, Instant::now(), Duration::from_secs(15)),
+            0
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! # ssegate
+//!
+//! A Server-Sent Events push gateway speaking the classic Mercure protocol, built
+//! thread-per-core on glommio and io_uring.
+//!
+//! ## The model
+//!
+//! Every CPU core runs one pinned glommio executor that owns everything it touches: its own
+//! SO_REUSEPORT listener, its connections, its subscriber shard (selector → subscribers) and
+//! a copy of the event history. Nothing on the event path is shared between cores or locked.
+//! Cores talk only through glommio's channel mesh, and the only values that cross it are
+//! [`runtime::CoreMsg`]s.
+//!
+//! One core (core 0) is the **sequencer**: every publish, on whichever core it arrived, is
+//! sent there, numbered, encoded once into its final SSE bytes, and broadcast to every core
+//! in that order. All cores therefore hold the same history in the same order, and a client
+//! resumes with `Last-Event-ID` on whichever core it reconnects to.
+//!
+//! ```text
+//!             core 0 (sequencer)                          core 1 … n
+//!   ① accept ──► ② parse ──► ③ publish ─┐        ① accept ──► ② parse ──► ③ publish
+//!                   │                   ▼                         │             │
+//!                   │            ④ sequence + encode ◄──── mesh ──┼─────────────┘
+//!                   │             │ history │   └──────── mesh ───┼──► history
+//!                   ▼             ▼                               ▼       │
+//!              ③ subscribe ─► ⑤ fan-out (shard)            ③ subscribe ─► ⑤ fan-out
+//!                                 │                                       │
+//!                            ⑥ writer per subscriber                ⑥ writer per subscriber
+//! ```
+//!
+//! | step | module | what happens |
+//! |---|---|---|
+//! | ① accept | [`net::listener`] | per-core listener, `max_connections`, accept back-off |
+//! | ② parse | [`http`], [`conn`] | request head within limits, routing, strict forms |
+//! | ③ subscribe / publish | [`conn`], [`hub::publish`], [`auth`] | JWT, validation, registration with replay |
+//! | ④ sequence | [`runtime`] (`core.rs`), [`hub::event`], [`hub::history`] | one order, encode once, history |
+//! | ⑤ fan-out | [`hub::shard`] | index lookup, bounded queues, slow-consumer drop |
+//! | ⑥ write | [`conn`] (`subscriber.rs`) | coalesced writes, heartbeats, close detection |
+//!
+//! **Who owns a connection.** The core that accepted it, for its whole life: one task per
+//! connection reads its request; a subscriber's task then becomes its writer. The shard owns
+//! the subscriber's queue; fan-out only pushes a clone of the event's `Bytes` and wakes the
+//! writer, never waits. A subscriber whose queue passes `max_queued_bytes`, or whose writes
+//! stall for `write_timeout`, is disconnected; it reconnects and resumes from history.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod net;
+pub mod runtime;

@@ -1,0 +1,134 @@
+//! The `ssegate` binary: flags and file → configuration → logging → cores → signals.
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+use anyhow::Context;
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use ssegate::auth;
+use ssegate::config::{Cli, Config, LogFormat};
+use ssegate::runtime;
+
+/// What the main thread waits for.
+enum Happening {
+    Signal(i32),
+    CoresExited(bool),
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ssegate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let cfg = cli.load()?;
+    cfg.validate()?;
+    if cli.check_config {
+        println!("{cfg:#?}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_tracing(&cfg);
+
+    // Signals are caught by a plain thread (glommio has no signal API) and forwarded; the
+    // handlers are installed before any executor starts.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let (tx, events) = mpsc::channel();
+    let signal_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("ssegate-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if signal_tx.send(Happening::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })?;
+
+    let key = publisher_key(&cfg)?;
+    let shutdown_timeout = cfg.shutdown_timeout;
+    let mut running = runtime::start(cfg, key)?;
+    let stopper = running.stopper();
+    println!(
+        "ssegate listening on {} (workers={})",
+        running.local_addr, running.workers
+    );
+    tracing::info!(addr = %running.local_addr, workers = running.workers, "ready");
+    std::thread::Builder::new()
+        .name("ssegate-join".into())
+        .spawn(move || {
+            let ok = running.join();
+            let _ = tx.send(Happening::CoresExited(ok));
+        })?;
+
+    match events.recv() {
+        Ok(Happening::Signal(sig)) => {
+            tracing::info!(signal = sig, timeout = ?shutdown_timeout, "shutting down");
+        }
+        Ok(Happening::CoresExited(_)) | Err(_) => {
+            tracing::error!("a core stopped unexpectedly");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    stopper.stop();
+    match events.recv_timeout(shutdown_timeout) {
+        Ok(Happening::CoresExited(ok)) => {
+            tracing::info!("stopped");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Ok(Happening::Signal(sig)) => {
+            tracing::warn!(signal = sig, "second signal: exiting now");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(_) => {
+            tracing::warn!("shutdown_timeout reached: exiting with connections open");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The configured publisher key, or a random one for this run with a token to use it.
+fn publisher_key(cfg: &Config) -> anyhow::Result<String> {
+    if let Some(k) = &cfg.publisher_jwt_key {
+        return Ok(k.clone());
+    }
+    let key = auth::random_secret().context("generating a publisher key")?;
+    let token = auth::sign_hs256(
+        &key,
+        &auth::Claims {
+            mercure: auth::MercureClaim {
+                publish: Some(vec!["*".into()]),
+                subscribe: Some(vec!["*".into()]),
+                payload: None,
+            },
+            exp: None,
+        },
+    );
+    tracing::warn!("no publisher_jwt_key configured: generated a random key for this run only");
+    println!("publisher token (valid until restart): {token}");
+    Ok(key)
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,5 @@
+//! ① Network: per-core SO_REUSEPORT listeners and the accept loop (`listener`), and the
+//! socket calls glommio does not wrap (`sys`, the only `unsafe` in the crate).
+
+pub mod listener;
+pub mod sys;

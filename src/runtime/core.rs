@@ -1,0 +1,394 @@
+//! One core: its state, its tasks, and ④ the sequencer that gives every event its place in
+//! the one order all cores share.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use event_listener::Event as Notify;
+use futures_channel::oneshot;
+use futures_lite::future;
+use glommio::channels::channel_mesh::{Receivers, Senders};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+
+use super::{Boot, Stats};
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::error::HttpError;
+use crate::hub::event::{encode, Event, Update};
+use crate::hub::history::History;
+use crate::hub::shard::Shard;
+use crate::net::{listener, sys};
+
+/// The core that sequences every event (single-node mode).
+pub const SEQUENCER: usize = 0;
+
+/// Who is waiting for a publish to be sequenced.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// Core that accepted the POST.
+    pub core: usize,
+    /// Key of the waiting publisher in that core's pending table.
+    pub token: u64,
+}
+
+/// Messages between cores: the only values that cross threads.
+#[derive(Debug)]
+pub enum CoreMsg {
+    /// To the sequencer: an update accepted on another core.
+    Publish {
+        /// Where to acknowledge.
+        origin: Origin,
+        /// The validated update.
+        update: Update,
+    },
+    /// From the sequencer: an event in its final place and bytes.
+    Event {
+        /// Position in the shared order.
+        seq: u64,
+        /// SSE id.
+        id: String,
+        /// Topics for matching.
+        topics: Vec<String>,
+        /// Private update.
+        private: bool,
+        /// Encoded SSE bytes (copied into core-local memory on arrival).
+        frame: Bytes,
+        /// Sequencing time.
+        at: Instant,
+        /// The publisher to acknowledge, if it is on the receiving core.
+        origin: Origin,
+    },
+    /// To the sequencer, at shutdown: this core has no publish in flight any more.
+    Drained,
+    /// From the sequencer, at shutdown: every event has been sent; close subscribers.
+    Flush,
+}
+
+/// A core's state, shared by its tasks through `Rc` (never across threads).
+pub struct Core {
+    /// This core's index, 0-based (core 0 is the sequencer).
+    pub index: usize,
+    /// Number of cores.
+    pub workers: usize,
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// Local subscribers and their selector index.
+    pub shard: RefCell<Shard>,
+    /// The shared-order history, identical on every core.
+    pub history: RefCell<History>,
+    /// Publisher token verifier.
+    pub publisher_auth: Verifier,
+    /// Open connections on all cores, for `max_connections` (touched once per accept and
+    /// close, never per event).
+    pub conns: Arc<AtomicUsize>,
+    /// This core's counters.
+    pub stats: Stats,
+    mesh: Senders<CoreMsg>,
+    /// Core 0 only: the sequencer's inbox (local and remote publishes, in arrival order).
+    sequencer_tx: Option<LocalSender<(Update, Origin)>>,
+    /// Publishers on this core waiting for their event to come back sequenced.
+    pending: RefCell<HashMap<u64, oneshot::Sender<()>>>,
+    next_token: Cell<u64>,
+    inflight: Cell<usize>,
+    stopping: Cell<bool>,
+    drained_peers: Cell<usize>,
+    flushed: Cell<bool>,
+    /// Woken on every state change that a waiting task may care about (stop, counters
+    /// reaching zero, shutdown hand-offs).
+    changed: Notify,
+}
+
+impl Core {
+    /// Whether the core has been told to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Resolves once the core has been told to stop.
+    pub async fn stopped(&self) {
+        self.wait_until(|c| c.stopping.get()).await
+    }
+
+    async fn wait_until(&self, cond: impl Fn(&Core) -> bool) {
+        loop {
+            if cond(self) {
+                return;
+            }
+            let listener = self.changed.listen();
+            if cond(self) {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    fn notify(&self) {
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Called when a subscriber leaves the shard, so shutdown can see the shard empty.
+    pub fn subscriber_gone(&self) {
+        if self.stopping.get() {
+            self.notify();
+        }
+    }
+
+    /// Hands an update to the sequencer and waits until it is sequenced and visible on this
+    /// core. Never waits on a full queue: a full sequencer inbox is a 503.
+    pub async fn publish(&self, update: Update) -> Result<(), HttpError> {
+        if self.stopping.get() {
+            return Err(HttpError::Unavailable("shutting down"));
+        }
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        let origin = Origin {
+            core: self.index,
+            token,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(token, tx);
+        let sent = match &self.sequencer_tx {
+            Some(seq) => seq.try_send((update, origin)).is_ok(),
+            None => self
+                .mesh
+                .try_send_to(SEQUENCER, CoreMsg::Publish { origin, update })
+                .is_ok(),
+        };
+        if !sent {
+            self.pending.borrow_mut().remove(&token);
+            return Err(HttpError::Unavailable("publish queue full"));
+        }
+        self.inflight.set(self.inflight.get() + 1);
+        let done = rx.await;
+        self.inflight.set(self.inflight.get() - 1);
+        if self.inflight.get() == 0 {
+            self.notify();
+        }
+        Stats::add(&self.stats.published, 1);
+        done.map_err(|_| HttpError::Unavailable("shutting down"))
+    }
+
+    /// Applies a sequenced event on this core: history, local fan-out, and the waiting
+    /// publisher's acknowledgement.
+    fn apply(&self, ev: Event, origin: Origin) {
+        let ev = Rc::new(ev);
+        {
+            let mut h = self.history.borrow_mut();
+            h.expire(ev.at);
+            h.push(ev.clone());
+        }
+        let out = self.shard.borrow_mut().fan_out(&ev);
+        Stats::add(&self.stats.delivered, out.delivered as u64);
+        Stats::add(&self.stats.slow_consumers, out.dropped as u64);
+        if out.dropped > 0 {
+            tracing::info!(
+                core = self.index,
+                dropped = out.dropped,
+                "slow subscribers disconnected"
+            );
+        }
+        if origin.core == self.index {
+            if let Some(tx) = self.pending.borrow_mut().remove(&origin.token) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// ④ The sequencer (core 0): numbers each update, encodes it once, sends it to every other
+/// core, then applies it here. One task, one inbox: one order.
+async fn run_sequencer(core: Rc<Core>, inbox: LocalReceiver<(Update, Origin)>) {
+    let mut next_seq: u64 = 1;
+    while let Some((update, origin)) = inbox.recv().await {
+        let seq = next_seq;
+        next_seq += 1;
+        let frame = encode(&update);
+        let at = Instant::now();
+        for peer in (0..core.workers).filter(|&p| p != core.index) {
+            let msg = CoreMsg::Event {
+                seq,
+                id: update.id.clone(),
+                topics: update.topics.clone(),
+                private: update.private,
+                frame: frame.clone(),
+                at,
+                origin,
+            };
+            // Waits only if that core is behind by MESH_CAPACITY events: back-pressure
+            // between cores, never on a subscriber.
+            if core.mesh.send_to(peer, msg).await.is_err() {
+                tracing::warn!(peer, "core channel closed; event not forwarded");
+            }
+        }
+        core.apply(
+            Event {
+                seq,
+                id: update.id.into(),
+                topics: update.topics.into_iter().map(Into::into).collect(),
+                private: update.private,
+                frame,
+                at,
+            },
+            origin,
+        );
+    }
+}
+
+/// Receives what `peer` sends this core, in order.
+async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: usize) {
+    while let Ok(Some(msg)) = receivers.recv_from(peer).await {
+        match msg {
+            CoreMsg::Publish { origin, update } => {
+                if let Some(tx) = &core.sequencer_tx {
+                    let _ = tx.send((update, origin)).await;
+                }
+            }
+            CoreMsg::Event {
+                seq,
+                id,
+                topics,
+                private,
+                frame,
+                at,
+                origin,
+            } => core.apply(
+                Event {
+                    seq,
+                    id: id.into(),
+                    topics: topics.into_iter().map(Into::into).collect(),
+                    private,
+                    // One copy per core, so subscribers here clone a core-local refcount
+                    // instead of bouncing one cache line between cores per delivery.
+                    frame: Bytes::copy_from_slice(&frame),
+                    at,
+                },
+                origin,
+            ),
+            CoreMsg::Drained => {
+                core.drained_peers.set(core.drained_peers.get() + 1);
+                core.notify();
+            }
+            CoreMsg::Flush => {
+                core.flushed.set(true);
+                core.notify();
+            }
+        }
+    }
+}
+
+/// Heartbeats: one sweep per core, each tick visiting one slice of the table, so idle
+/// subscribers get their `:` line about every `heartbeat_interval`, spread over it.
+async fn run_heartbeats(core: Rc<Core>) {
+    let interval = core.cfg.heartbeat_interval;
+    let phases = (interval.as_millis() / 5).clamp(1, 16) as usize;
+    let tick = interval / phases as u32;
+    let mut phase = 0;
+    while !core.stopping.get() {
+        future::or(glommio::timer::sleep(tick), core.stopped()).await;
+        if core.stopping.get() {
+            break;
+        }
+        let now = Instant::now();
+        let sent = core
+            .shard
+            .borrow_mut()
+            .heartbeat_step(phase, phases, now, interval);
+        Stats::add(&core.stats.heartbeats, sent as u64);
+        if phase == 0 {
+            core.history.borrow_mut().expire(now);
+        }
+        phase = (phase + 1) % phases;
+    }
+}
+
+/// A core's life: build its state, start its tasks, report ready, serve until told to stop,
+/// then shut down in order.
+pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Receivers<CoreMsg>) {
+    let index = mesh.peer_id();
+    let cfg = boot.cfg.clone();
+    let (sequencer_tx, sequencer_rx) = if index == SEQUENCER {
+        let (tx, rx) = local_channel::new_bounded(super::MESH_CAPACITY);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let core = Rc::new(Core {
+        index,
+        workers: boot.workers,
+        shard: RefCell::new(Shard::new(cfg.max_queued_bytes)),
+        history: RefCell::new(History::new(cfg.history_size, cfg.history_max_age)),
+        publisher_auth: Verifier::hs256(&boot.publisher_key),
+        conns: boot.conns.clone(),
+        stats: Stats::default(),
+        mesh,
+        sequencer_tx,
+        pending: RefCell::new(HashMap::new()),
+        next_token: Cell::new(0),
+        inflight: Cell::new(0),
+        stopping: Cell::new(false),
+        drained_peers: Cell::new(0),
+        flushed: Cell::new(false),
+        changed: Notify::new(),
+        cfg,
+    });
+    let fd = boot.listeners.lock().ok().and_then(|mut l| l[index].take());
+    let stop_rx = boot.stop_rx.lock().ok().and_then(|mut s| s[index].take());
+    let (Some(fd), Some(stop_rx)) = (fd, stop_rx) else {
+        tracing::error!(core = index, "no listener handed to this core");
+        return;
+    };
+
+    if let Some(rx) = sequencer_rx {
+        glommio::spawn_local(run_sequencer(core.clone(), rx)).detach();
+    }
+    let receivers = Rc::new(receivers);
+    for peer in (0..core.workers).filter(|&p| p != index) {
+        glommio::spawn_local(run_receiver(core.clone(), receivers.clone(), peer)).detach();
+    }
+    glommio::spawn_local(run_heartbeats(core.clone())).detach();
+    let accept = glommio::spawn_local(listener::run(core.clone(), sys::glommio_listener(fd)));
+    let _ = boot.ready.send(index);
+    tracing::debug!(core = index, "core serving");
+
+    let _ = stop_rx.recv_async().await;
+    shutdown(&core).await;
+    accept.await;
+    let s = &core.stats;
+    tracing::info!(
+        core = index,
+        accepted = s.accepted.get(),
+        subscribed = s.subscribed.get(),
+        published = s.published.get(),
+        delivered = s.delivered.get(),
+        slow_consumers = s.slow_consumers.get(),
+        "core stopped"
+    );
+}
+
+/// Ordered shutdown: stop accepting and close idle publisher connections; let publishes in
+/// flight finish on every core; then, once the sequencer has sent its last event to every
+/// core, flush each subscriber's queue and close it so clients reconnect elsewhere.
+async fn shutdown(core: &Rc<Core>) {
+    core.stopping.set(true);
+    core.notify();
+    core.wait_until(|c| c.inflight.get() == 0).await;
+    if core.workers > 1 {
+        if core.index == SEQUENCER {
+            core.wait_until(|c| c.drained_peers.get() == c.workers - 1)
+                .await;
+            for peer in 1..core.workers {
+                let _ = core.mesh.send_to(peer, CoreMsg::Flush).await;
+            }
+        } else {
+            let _ = core.mesh.send_to(SEQUENCER, CoreMsg::Drained).await;
+            core.wait_until(|c| c.flushed.get()).await;
+        }
+    }
+    core.shard.borrow_mut().drain_all();
+    core.wait_until(|c| c.shard.borrow().is_empty()).await;
+}

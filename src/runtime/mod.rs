@@ -1,0 +1,161 @@
+//! The executor pool and the cross-core plumbing: one pinned glommio executor per core, each
+//! with a [`Core`]; the channel mesh that carries [`CoreMsg`] (the only `Send` traffic
+//! between cores); start-up readiness and the shutdown hand-off from `main`.
+
+mod core;
+mod stats;
+
+pub use self::core::{Core, CoreMsg, Origin};
+pub use self::stats::Stats;
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
+
+use crate::config::Config;
+use crate::net::sys;
+
+/// Capacity of each core-to-core channel. A publish finding the sequencer's channel full is
+/// answered 503 rather than queued without bound.
+const MESH_CAPACITY: usize = 4096;
+
+/// io_uring registered memory per executor: a network server needs little (glommio's 10 MiB
+/// default is sized for file I/O, and pins three times that per core).
+const IO_MEMORY: usize = 64 * 1024;
+
+/// A started gateway.
+pub struct Running {
+    /// The address every core listens on (port resolved when 0 was asked for).
+    pub local_addr: SocketAddr,
+    /// Number of cores serving.
+    pub workers: usize,
+    stop: Stopper,
+    handles: Option<PoolThreadHandles<()>>,
+}
+
+/// Tells every core to stop; cheap to clone and usable from any thread.
+#[derive(Clone)]
+pub struct Stopper(Vec<flume::Sender<()>>);
+
+impl Stopper {
+    /// Tells every core to stop: stop accepting, finish publishes in flight, close
+    /// subscribers after their last event. Idempotent.
+    pub fn stop(&self) {
+        for tx in &self.0 {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The executors could not be created (io_uring, memlock, CPU placement).
+    #[error("cannot start executors: {0}")]
+    Executors(String),
+    /// A core did not report ready.
+    #[error("a core failed during start-up")]
+    CoreFailed,
+}
+
+/// What each core needs from the start-up thread.
+pub(crate) struct Boot {
+    pub cfg: Arc<Config>,
+    pub publisher_key: Arc<str>,
+    pub workers: usize,
+    pub listeners: Mutex<Vec<Option<OwnedFd>>>,
+    pub stop_rx: Mutex<Vec<Option<flume::Receiver<()>>>>,
+    pub ready: flume::Sender<usize>,
+    pub conns: Arc<AtomicUsize>,
+}
+
+/// Binds the listeners, starts one executor per core and returns once every core serves.
+pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> {
+    let workers = cfg.effective_workers();
+    let (fds, local_addr) =
+        sys::bind_reuseport(cfg.listen, workers, cfg.backlog).map_err(|source| {
+            StartError::Bind {
+                addr: cfg.listen,
+                source,
+            }
+        })?;
+    let (ready_tx, ready_rx) = flume::unbounded();
+    let mut stop = Vec::with_capacity(workers);
+    let mut stop_rx = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = flume::bounded(1);
+        stop.push(tx);
+        stop_rx.push(Some(rx));
+    }
+    let boot = Arc::new(Boot {
+        cfg: Arc::new(cfg),
+        publisher_key: publisher_key.into(),
+        workers,
+        listeners: Mutex::new(fds.into_iter().map(Some).collect()),
+        stop_rx: Mutex::new(stop_rx),
+        ready: ready_tx,
+        conns: Arc::new(AtomicUsize::new(0)),
+    });
+    let mesh = MeshBuilder::full(workers, MESH_CAPACITY);
+    let handles =
+        LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(workers, CpuSet::online().ok()))
+            .name("ssegate")
+            .io_memory(IO_MEMORY)
+            .on_all_shards(move || async move {
+                let (senders, receivers) = match mesh.join().await {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::error!(error = %e, "joining the core mesh failed");
+                        return;
+                    }
+                };
+                core::run(boot, senders, receivers).await;
+            })
+            .map_err(|e| StartError::Executors(e.to_string()))?;
+
+    let mut running = Running {
+        local_addr,
+        workers,
+        stop: Stopper(stop),
+        handles: Some(handles),
+    };
+    for _ in 0..workers {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(_) => {}
+            Err(_) => {
+                running.stop.stop();
+                running.join();
+                return Err(StartError::CoreFailed);
+            }
+        }
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// A handle that stops the cores.
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
+    }
+
+    /// Waits for every core's executor to finish. Returns whether all ended cleanly.
+    pub fn join(&mut self) -> bool {
+        match self.handles.take() {
+            Some(h) => h.join_all().into_iter().all(|r| r.is_ok()),
+            None => true,
+        }
+    }
+}
