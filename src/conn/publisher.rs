@@ -70,9 +70,10 @@ pub async fn handle(
     match outcome {
         Ok(id) => {
             let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{id}",
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\nX-Ssegate-Worker: {}\r\n\r\n{id}",
                 id.len(),
                 if keep { "keep-alive" } else { "close" },
+                core.index,
             );
             stream.write_all(resp.as_bytes()).await.map_err(|_| ())?;
             Ok(keep)

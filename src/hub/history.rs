@@ -92,7 +92,7 @@ impl History {
         let first_seq = self.events.front().map_or(0, |e| e.seq);
         let (skip, header) = match from {
             ResumeFrom::After(id) => match self.by_id.get(id) {
-                Some(&seq) => ((seq - first_seq + 1) as usize, id.to_owned()),
+                Some(&seq) => ((seq.saturating_sub(first_seq) + 1) as usize, id.to_owned()),
                 None => (0, "earliest".to_owned()),
             },
             ResumeFrom::Earliest => (0, "earliest".to_owned()),

@@ -1,0 +1,123 @@
+//! Flow control and liveness: slow consumers, heartbeats, close detection.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Got, Server};
+use socket2::{Domain, Socket, Type};
+
+#[test]
+fn a_slow_subscriber_is_dropped_while_a_fast_one_gets_everything() {
+    let server = Server::start(&["--workers", "1", "--max-queued-bytes", "65536"]);
+    // The slow client: tiny receive buffer, never reads.
+    let sk = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sk.set_recv_buffer_size(4096).unwrap();
+    sk.connect(&server.addr.into()).unwrap();
+    let mut slow: TcpStream = sk.into();
+    slow.write_all(b"GET /.well-known/mercure?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut fast = server.subscribe("topic=t", &[]);
+    // The slow one is registered once a publish made after its request reaches the fast one
+    // (both are served by the single core in arrival order).
+    server.publish(&[("topic", "t"), ("data", "sync")]);
+    assert_eq!(fast.expect_event().data, "sync");
+
+    // 1,000 events of 16 KiB: far more than kernel buffers plus the 64 KiB queue allowance.
+    let payload = "x".repeat(16 * 1024);
+    let mut publisher = server.publisher();
+    let reader = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut n = 0;
+        while n < 1000 {
+            let ev = fast.expect_event();
+            assert_eq!(ev.data.len(), 16 * 1024);
+            n += 1;
+        }
+        start.elapsed()
+    });
+    for _ in 0..1000 {
+        assert_eq!(
+            publisher.post(&[("topic", "t"), ("data", &payload)]).status,
+            200
+        );
+    }
+    let took = reader.join().unwrap();
+    assert!(
+        took < Duration::from_secs(20),
+        "fast subscriber took {took:?}"
+    );
+
+    // The slow subscriber was cut off: reading what the kernel buffered ends in EOF or a
+    // reset, long before 1,000 events (16 MB).
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = loop {
+        match std::io::Read::read(&mut slow, &mut buf) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        closed,
+        "slow subscriber still connected after {total} bytes"
+    );
+    assert!(
+        total < 1000 * 16 * 1024,
+        "slow subscriber received everything"
+    );
+}
+
+#[test]
+fn heartbeats_arrive_on_an_idle_stream() {
+    let server = Server::start(&["--workers", "1", "--heartbeat-interval", "100ms"]);
+    let mut sub = server.subscribe("topic=t", &[]);
+    let start = Instant::now();
+    assert_eq!(sub.next(Duration::from_millis(650)), Got::Timeout);
+    // The opening comment plus at least four heartbeats in ~650 ms at a 100 ms interval.
+    assert!(sub.comments >= 5, "only {} comment lines", sub.comments);
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // A busy stream gets no heartbeats between events closer than the interval.
+    let before = sub.comments;
+    for i in 0..10 {
+        server.publish(&[("topic", "t"), ("data", &i.to_string())]);
+        assert_eq!(sub.expect_event().data, i.to_string());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        sub.comments - before <= 1,
+        "{} heartbeats on a busy stream",
+        sub.comments - before
+    );
+}
+
+#[test]
+fn a_closed_subscriber_frees_its_slot_at_once() {
+    // One connection allowed: each round's subscriber can only be served once the previous
+    // round's subscriber, closed by its client, has been noticed and removed.
+    let server = Server::start(&["--workers", "1", "--max-connections", "1"]);
+    for round in 0..20 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let sub = loop {
+            let sub = server.subscribe("topic=t", &[]);
+            if sub.status == 200 {
+                break sub;
+            }
+            assert_eq!(sub.status, 503);
+            assert!(sub.headers.contains_key("retry-after"));
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: slot not released within 2 s"
+            );
+            drop(sub);
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        sub.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+}
