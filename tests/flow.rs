@@ -121,3 +121,54 @@ fn a_closed_subscriber_frees_its_slot_at_once() {
         sub.stream.shutdown(std::net::Shutdown::Both).unwrap();
     }
 }
+
+#[test]
+fn a_subscriber_whose_writes_stall_is_dropped_after_write_timeout() {
+    // A queue allowance far above what is published: only the stalled write can end it.
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--max-queued-bytes",
+        "268435456",
+        "--write-timeout",
+        "500ms",
+    ]);
+    let sk = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sk.set_recv_buffer_size(4096).unwrap();
+    sk.connect(&server.addr.into()).unwrap();
+    let mut stalled: TcpStream = sk.into();
+    stalled
+        .write_all(b"GET /.well-known/mercure?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut probe = server.subscribe("topic=t", &[]);
+    let payload = "y".repeat(64 * 1024);
+    let mut publisher = server.publisher();
+    // 16 MB: more than the kernel buffers of a non-reading peer can take.
+    for _ in 0..256 {
+        assert_eq!(
+            publisher.post(&[("topic", "t"), ("data", &payload)]).status,
+            200
+        );
+        probe.expect_event();
+    }
+    let start = Instant::now();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    let closed = loop {
+        match std::io::Read::read(&mut stalled, &mut buf) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(closed, "stalled subscriber still open after {total} bytes");
+    assert!(
+        total < 256 * 64 * 1024,
+        "it received everything: no stall happened"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
