@@ -51,25 +51,44 @@ impl Drop for Slot {
 
 /// Serves one accepted connection to the end. `over_capacity` connections get a 503 with
 /// `Retry-After` once their request has been read.
-pub async fn serve(core: Rc<Core>, mut stream: TcpStream, conn_id: u64, over_capacity: bool) {
+///
+/// This future is the connection's task for its whole life, so it is kept small: the
+/// request phase (buffers, parsing, publishing) runs in a boxed future that is freed when
+/// the connection becomes a subscriber stream, and the stream itself is boxed so that moving
+/// it from phase to phase does not reserve room for a copy in each (futures are sized for
+/// every value they may hold, and rustc overlaps few of them).
+pub async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_capacity: bool) {
     let _slot = Slot(core.clone());
+    if let Some(live) = Box::pin(requests(&core, stream, conn_id, over_capacity)).await {
+        subscriber::stream(&core, live, conn_id).await;
+    }
+}
+
+/// Reads and answers requests until the connection closes or becomes a subscriber.
+async fn requests(
+    core: &Core,
+    mut stream: Box<TcpStream>,
+    conn_id: u64,
+    over_capacity: bool,
+) -> Option<subscriber::Live> {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     let mut first = true;
     loop {
-        let head = Box::pin(read_head(&core, &mut stream, &mut buf, first)).await;
+        let head = read_head(core, &mut stream, &mut buf, first).await;
         first = false;
         let req = match head {
             Ok(req) => req,
-            Err(HeadError::Closed) => return,
+            Err(HeadError::Closed) => return None,
             Err(HeadError::TimedOut) => {
                 Stats::add(&core.stats.header_timeouts, 1);
                 tracing::debug!(conn = conn_id, "request head timed out");
-                return;
+                return None;
             }
             Err(HeadError::Http(e)) => {
-                reply_error(&core, &mut stream, conn_id, &e, false).await;
-                return linger(stream).await;
+                reply_error(core, &mut stream, conn_id, &e, false).await;
+                linger(stream).await;
+                return None;
             }
         };
         let refusal = if over_capacity {
@@ -84,21 +103,16 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, conn_id: u64, over_cap
             (Some(e), ..) => e,
             (None, true, Method::Get) => {
                 drop(buf);
-                return Box::pin(subscriber::run(core, stream, req, conn_id)).await;
+                return subscriber::open(core, stream, req, conn_id).await;
             }
             (None, true, Method::Post) => {
-                match Box::pin(publisher::handle(
-                    &core,
-                    &mut stream,
-                    &mut buf,
-                    &req,
-                    conn_id,
-                ))
-                .await
-                {
+                match publisher::handle(core, &mut stream, &mut buf, &req, conn_id).await {
                     Ok(true) => continue,
-                    Ok(false) => return linger(stream).await,
-                    Err(()) => return,
+                    Ok(false) => {
+                        linger(stream).await;
+                        return None;
+                    }
+                    Err(()) => return None,
                 }
             }
             (None, true, _) => HttpError::MethodNotAllowed("GET, POST"),
@@ -107,8 +121,9 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream, conn_id: u64, over_cap
         // An unread body would be parsed as the next request: close instead.
         let has_body = req.content_length.unwrap_or(0) > 0 || req.has_transfer_encoding;
         let keep = req.keep_alive && !has_body && !err.closes_connection();
-        if !reply_error(&core, &mut stream, conn_id, &err, keep).await || !keep {
-            return linger(stream).await;
+        if !reply_error(core, &mut stream, conn_id, &err, keep).await || !keep {
+            linger(stream).await;
+            return None;
         }
     }
 }
@@ -183,11 +198,19 @@ async fn read_head(
     }
 }
 
+/// First read size of a request. Most heads fit (a browser's EventSource request is a few
+/// hundred bytes); the buffer doubles for larger ones. A connection waiting for its request
+/// holds this much, so it is kept small: thousands may be waiting at once.
+const FIRST_READ: usize = 512;
+
 /// Appends what the socket has (up to `limit` bytes in `buf` in all) and returns the count;
 /// 0 means end of stream.
 async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
     let len = buf.len();
-    let want = limit.saturating_sub(len).clamp(1, 16 * 1024);
+    let want = limit
+        .saturating_sub(len)
+        .min(len.max(FIRST_READ))
+        .clamp(1, 16 * 1024);
     buf.resize(len + want, 0);
     let r = stream.read(&mut buf[len..]).await;
     buf.truncate(len + *r.as_ref().unwrap_or(&0));
@@ -205,12 +228,14 @@ async fn with_timeout<T>(d: Duration, f: impl Future<Output = io::Result<T>>) ->
 
 /// Closes our side, then reads and discards what the client still sends (briefly), so the
 /// kernel does not answer unread bytes with a reset that would destroy our last response.
-async fn linger(mut stream: TcpStream) {
+async fn linger(mut stream: Box<TcpStream>) {
     if stream.shutdown(Shutdown::Write).await.is_err() {
         return;
     }
     let _ = with_timeout(LINGER, async {
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would sit in every connection's future for its whole
+        // life, since futures are sized for their largest state.
+        let mut sink = vec![0u8; 4096];
         let mut total = 0;
         loop {
             let n = stream.read(&mut sink).await?;

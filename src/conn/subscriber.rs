@@ -25,6 +25,7 @@ use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
 use crate::hub::shard::{wants, Next};
+use crate::net::sys;
 use crate::runtime::{Core, Stats};
 
 /// Replayed events are coalesced into writes of about this size.
@@ -79,15 +80,31 @@ enum End {
     WriteTimeout,
 }
 
-/// Serves a subscribe request until the stream ends.
-pub async fn run(core: Rc<Core>, mut stream: TcpStream, req: Request, conn_id: u64) {
+/// A registered subscriber whose response head and replay have been written: what the
+/// connection's task keeps for the rest of its life.
+pub struct Live {
+    stream: Box<TcpStream>,
+    id: usize,
+}
+
+/// Opens a subscription: parses the request, registers in the shard, writes the response
+/// head and the replay. Returns `None` when the request was refused (answered here) or the
+/// client went away. Everything this needs is freed before the stream goes live.
+pub async fn open(
+    core: &Core,
+    mut stream: Box<TcpStream>,
+    req: Request,
+    conn_id: u64,
+) -> Option<Live> {
     let sub = match parse_subscription(&req, core.cfg.max_topics) {
         Ok(s) => s,
         Err(e) => {
-            reply_error(&core, &mut stream, conn_id, &e, false).await;
-            return linger(stream).await;
+            reply_error(core, &mut stream, conn_id, &e, false).await;
+            linger(stream).await;
+            return None;
         }
     };
+    drop(req);
     let _ = stream.set_write_timeout(Some(core.cfg.write_timeout));
 
     // Registration and the replay snapshot happen in one synchronous step: no event can
@@ -127,10 +144,24 @@ pub async fn run(core: Rc<Core>, mut stream: TcpStream, req: Request, conn_id: u
         "subscribed"
     );
 
-    let end = match write_replay(&mut stream, head, replay).await {
-        Ok(()) => live(&core, &mut stream, id).await,
-        Err(e) => Err(e),
-    };
+    match write_replay(&mut stream, head, replay).await {
+        Ok(()) => Some(Live { stream, id }),
+        Err(e) => {
+            finish(core, stream, id, conn_id, Err(e));
+            None
+        }
+    }
+}
+
+/// Streams live events to a subscriber until it ends, then cleans up.
+pub async fn stream(core: &Core, mut live: Live, conn_id: u64) {
+    let end = live_loop(core, &mut live.stream, live.id).await;
+    finish(core, live.stream, live.id, conn_id, end);
+}
+
+/// Leaves the shard, counts how the stream ended, and closes the connection. Not async: it
+/// would otherwise reserve room for a second stream in every subscriber's future.
+fn finish(core: &Core, stream: Box<TcpStream>, id: usize, conn_id: u64, end: io::Result<End>) {
     // Leave the shard before the stream (and its fd) is dropped: a shard entry must never
     // name a closed fd.
     core.shard.borrow_mut().remove(id);
@@ -144,12 +175,13 @@ pub async fn run(core: Rc<Core>, mut stream: TcpStream, req: Request, conn_id: u
     });
     tracing::debug!(conn = conn_id, sub = id, end = ?end, "subscriber closed");
     match end {
-        End::Drained => {
-            let _ = stream.close().await;
-        }
+        // Shutdown: send FIN after the last event so the client sees a clean end and
+        // reconnects; the request was read in full, so closing sends no reset.
+        End::Drained => sys::shutdown_write(stream.as_raw_fd()),
         End::WriteTimeout => Stats::add(&core.stats.write_timeouts, 1),
         End::Peer | End::Dropped => {}
     }
+    drop(stream);
 }
 
 /// The response head, then the opening comment that lets clients see the stream is live.
@@ -192,13 +224,13 @@ async fn write_replay(
 }
 
 /// The live phase: one wake-up per batch of queued frames, one write per batch.
-async fn live(core: &Core, stream: &mut TcpStream, id: usize) -> io::Result<End> {
+async fn live_loop(core: &Core, stream: &mut Box<TcpStream>, id: usize) -> io::Result<End> {
     loop {
         let next = poll_fn(|cx| {
             // A subscriber sends nothing after its request: a readable socket means the
             // client closed (0), reset (error), or misbehaves (data). All end the stream.
             let mut scratch = [0u8; 16];
-            if Pin::new(&mut *stream)
+            if Pin::new(&mut **stream)
                 .poll_read(cx, &mut scratch)
                 .is_ready()
             {

@@ -32,8 +32,13 @@ pub async fn run(core: Rc<Core>, listener: TcpListener) {
                 let open = core.conns.fetch_add(1, Ordering::Relaxed) + 1;
                 core.stats.accepted.set(core.stats.accepted.get() + 1);
                 let over = open > core.cfg.max_connections;
-                glommio::spawn_local(conn::serve(core.clone(), stream, next_conn_id, over))
-                    .detach();
+                glommio::spawn_local(conn::serve(
+                    core.clone(),
+                    Box::new(stream),
+                    next_conn_id,
+                    over,
+                ))
+                .detach();
             }
             Some(Err(e)) => {
                 let e = io::Error::from(e);
