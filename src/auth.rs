@@ -1,11 +1,15 @@
-//! JWT authorization (Mercure §"Authorization"): verifying tokens and reading the `mercure`
-//! claim.
+//! JWT authorization (Mercure §"Authorization"): finding the token, verifying it, and reading
+//! the `mercure` claim.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::config::JwtAlgorithm;
 use crate::error::HttpError;
 use crate::hub::selector::Selector;
+
+/// The cookie a browser presents its token in (the name the spec recommends).
+pub const COOKIE_NAME: &str = "mercureAuthorization";
 
 /// The `mercure` claim.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -41,15 +45,48 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for HS256 tokens signed with `secret`.
     pub fn hs256(secret: &str) -> Verifier {
-        let mut validation = Validation::new(Algorithm::HS256);
+        Verifier::with(
+            Algorithm::HS256,
+            DecodingKey::from_secret(secret.as_bytes()),
+        )
+    }
+
+    /// A verifier for `alg`: `key` is the HS256 secret, or for RS256/ES256 a PEM public key
+    /// given inline or as the path of a PEM file.
+    pub fn new(alg: JwtAlgorithm, key: &str) -> Result<Verifier, String> {
+        if key.is_empty() {
+            return Err("the key is empty".into());
+        }
+        let pem = || -> Result<Vec<u8>, String> {
+            if key.trim_start().starts_with("-----BEGIN") {
+                Ok(key.as_bytes().to_vec())
+            } else {
+                std::fs::read(key).map_err(|e| format!("cannot read PEM file {key}: {e}"))
+            }
+        };
+        let (alg, decoding) = match alg {
+            JwtAlgorithm::HS256 => (Algorithm::HS256, DecodingKey::from_secret(key.as_bytes())),
+            JwtAlgorithm::RS256 => (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_pem(&pem()?)
+                    .map_err(|e| format!("not an RSA public key: {e}"))?,
+            ),
+            JwtAlgorithm::ES256 => (
+                Algorithm::ES256,
+                DecodingKey::from_ec_pem(&pem()?)
+                    .map_err(|e| format!("not an EC public key: {e}"))?,
+            ),
+        };
+        Ok(Verifier::with(alg, decoding))
+    }
+
+    fn with(alg: Algorithm, key: DecodingKey) -> Verifier {
+        let mut validation = Validation::new(alg);
         // Mercure tokens often carry no `exp`; when they do, it is enforced with no leeway.
         validation.required_spec_claims.clear();
         validation.leeway = 0;
         validation.validate_aud = false;
-        Verifier {
-            key: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
-        }
+        Verifier { key, validation }
     }
 
     /// Verifies a compact JWS and returns its claims.
@@ -69,16 +106,37 @@ impl Verifier {
     }
 }
 
-/// Extracts the token from an `Authorization: Bearer …` header value.
-pub fn bearer(header: Option<&str>) -> Result<&str, HttpError> {
-    let value = header.ok_or(HttpError::Unauthorized("missing bearer token"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(HttpError::Unauthorized("malformed Authorization header"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(HttpError::Unauthorized("malformed Authorization header"));
+/// Finds the token a client presents, in the spec's order of precedence: the
+/// `Authorization: Bearer` header, else the `authorization` query parameter, else the
+/// `mercureAuthorization` cookie. `Ok(None)` when there is none.
+pub fn find_token<'a>(
+    header: Option<&'a str>,
+    query: Option<&'a str>,
+    cookies: Option<&'a str>,
+) -> Result<Option<&'a str>, HttpError> {
+    if let Some(value) = header {
+        let (scheme, token) = value
+            .split_once(' ')
+            .ok_or(HttpError::Unauthorized("malformed Authorization header"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(HttpError::Unauthorized("malformed Authorization header"));
+        }
+        return Ok(Some(token.trim()));
     }
-    Ok(token.trim())
+    if let Some(token) = query.filter(|t| !t.is_empty()) {
+        return Ok(Some(token));
+    }
+    Ok(cookies.and_then(|header| {
+        cookie::Cookie::split_parse(header)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == COOKIE_NAME && !c.value().is_empty())
+            .map(|c| {
+                let v = c.value();
+                // The parsed cookie borrows from `header`; find the same bytes there.
+                let start = v.as_ptr() as usize - header.as_ptr() as usize;
+                &header[start..start + v.len()]
+            })
+    }))
 }
 
 /// Whether a publisher holding `claim` may publish to all of `topics` (Mercure: every topic
@@ -92,6 +150,15 @@ pub fn may_publish(claim: &MercureClaim, topics: &[String]) -> bool {
         && topics
             .iter()
             .all(|t| selectors.iter().any(|s| s.matches(t)))
+}
+
+/// The selectors a subscriber's token authorizes for private updates (`mercure.subscribe`).
+pub fn subscribe_rights(claim: &MercureClaim) -> Option<Vec<Selector>> {
+    claim
+        .subscribe
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map(|list| list.iter().map(|s| Selector::parse(s)).collect())
 }
 
 /// Signs a token for `claims` with an HS256 secret (used for the token printed at start).
@@ -157,9 +224,16 @@ mod tests {
     }
 
     #[test]
-    fn bearer_parsing() {
-        assert_eq!(bearer(Some("Bearer abc")).unwrap(), "abc");
-        assert!(bearer(Some("Basic abc")).is_err());
-        assert!(bearer(None).is_err());
+    fn token_precedence() {
+        let cookie = Some("a=1; mercureAuthorization=from-cookie; b=2");
+        assert_eq!(
+            find_token(Some("Bearer h"), Some("q"), cookie).unwrap(),
+            Some("h")
+        );
+        assert_eq!(find_token(None, Some("q"), cookie).unwrap(), Some("q"));
+        assert_eq!(find_token(None, None, cookie).unwrap(), Some("from-cookie"));
+        assert_eq!(find_token(None, None, Some("other=1")).unwrap(), None);
+        assert_eq!(find_token(None, None, None).unwrap(), None);
+        assert!(find_token(Some("Basic abc"), Some("q"), None).is_err());
     }
 }

@@ -20,9 +20,23 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Number of executors, one pinned per CPU. 0 means one per online CPU.
     pub workers: usize,
-    /// HS256 secret that publisher JWTs are signed with. When absent, a random key is made at
-    /// start and a ready-to-use publisher token is printed: there is no well-known default.
+    /// Key that publisher JWTs are verified with: the HS256 secret, or for RS256/ES256 a PEM
+    /// public key (inline, or the path of a PEM file). When absent, a random HS256 secret is
+    /// made at start and a ready-to-use token is printed: there is no well-known default.
     pub publisher_jwt_key: Option<String>,
+    /// Algorithm of publisher JWTs.
+    pub publisher_jwt_algorithm: JwtAlgorithm,
+    /// Key that subscriber JWTs are verified with (same forms as `publisher_jwt_key`). When
+    /// absent, the publisher key and algorithm are used for subscribers too.
+    pub subscriber_jwt_key: Option<String>,
+    /// Algorithm of subscriber JWTs.
+    pub subscriber_jwt_algorithm: JwtAlgorithm,
+    /// Whether subscribers without a token may subscribe (they receive public updates only).
+    /// An invalid or expired token is refused either way.
+    pub anonymous: bool,
+    /// Origins allowed to subscribe and publish from a browser (CORS). An origin listed here
+    /// may send credentials (cookies); `"*"` allows any origin, without credentials.
+    pub cors_origins: Vec<String>,
     /// Events kept in memory for `Last-Event-ID` resume.
     pub history_size: usize,
     /// Events older than this are dropped from history (none when absent).
@@ -62,6 +76,18 @@ pub struct Config {
     pub log_level: String,
 }
 
+/// JWT signature algorithms accepted for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256: the key is a shared secret.
+    #[default]
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256: the key is a PEM public key.
+    RS256,
+    /// ECDSA P-256 with SHA-256: the key is a PEM public key.
+    ES256,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +104,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             publisher_jwt_key: None,
+            publisher_jwt_algorithm: JwtAlgorithm::HS256,
+            subscriber_jwt_key: None,
+            subscriber_jwt_algorithm: JwtAlgorithm::HS256,
+            anonymous: true,
+            cors_origins: Vec::new(),
             history_size: 10_000,
             history_max_age: None,
             heartbeat_interval: Duration::from_secs(15),
@@ -191,8 +222,31 @@ impl Config {
             return Err(invalid("backlog", "must be at least 1"));
         }
         if let Some(key) = &self.publisher_jwt_key {
-            if key.is_empty() {
-                return Err(invalid("publisher_jwt_key", "must not be empty"));
+            crate::auth::Verifier::new(self.publisher_jwt_algorithm, key)
+                .map_err(|e| invalid("publisher_jwt_key", e))?;
+        }
+        if let Some(key) = &self.subscriber_jwt_key {
+            crate::auth::Verifier::new(self.subscriber_jwt_algorithm, key)
+                .map_err(|e| invalid("subscriber_jwt_key", e))?;
+        }
+        if self.publisher_jwt_key.is_none() && self.publisher_jwt_algorithm != JwtAlgorithm::HS256 {
+            return Err(invalid(
+                "publisher_jwt_algorithm",
+                "RS256/ES256 need publisher_jwt_key (a PEM public key)",
+            ));
+        }
+        for origin in &self.cors_origins {
+            let ok = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/')
+                    && !origin.contains(char::is_whitespace));
+            if !ok {
+                return Err(invalid(
+                    "cors_origins",
+                    format!(
+                        "{origin:?} is not an origin like \"https://app.example.com\" or \"*\""
+                    ),
+                ));
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
@@ -234,6 +288,21 @@ pub struct Cli {
     /// HS256 secret for publisher JWTs.
     #[arg(long, env = "SSEGATE_PUBLISHER_JWT_KEY", hide_env_values = true)]
     pub publisher_jwt_key: Option<String>,
+    /// Publisher JWT algorithm.
+    #[arg(long, value_enum)]
+    pub publisher_jwt_algorithm: Option<JwtAlgorithm>,
+    /// Subscriber JWT key (defaults to the publisher key).
+    #[arg(long, env = "SSEGATE_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
+    pub subscriber_jwt_key: Option<String>,
+    /// Subscriber JWT algorithm.
+    #[arg(long, value_enum)]
+    pub subscriber_jwt_algorithm: Option<JwtAlgorithm>,
+    /// Allow subscribers without a token (true/false).
+    #[arg(long)]
+    pub anonymous: Option<bool>,
+    /// Origin allowed for CORS (repeatable); replaces the file's list.
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
     /// Events kept for resume.
     #[arg(long)]
     pub history_size: Option<usize>,
@@ -296,6 +365,9 @@ impl Cli {
         over!(
             listen,
             workers,
+            publisher_jwt_algorithm,
+            subscriber_jwt_algorithm,
+            anonymous,
             history_size,
             heartbeat_interval,
             write_timeout,
@@ -313,6 +385,12 @@ impl Cli {
         );
         if let Some(v) = &self.publisher_jwt_key {
             c.publisher_jwt_key = Some(v.clone());
+        }
+        if let Some(v) = &self.subscriber_jwt_key {
+            c.subscriber_jwt_key = Some(v.clone());
+        }
+        if !self.cors_origins.is_empty() {
+            c.cors_origins = self.cors_origins.clone();
         }
         if let Some(v) = self.history_max_age {
             c.history_max_age = Some(v);

@@ -71,6 +71,12 @@ impl HttpError {
 
     /// Renders the full response: status line, headers and the reason as a text body.
     pub fn response(&self, keep_alive: bool) -> Vec<u8> {
+        self.response_with(keep_alive, "")
+    }
+
+    /// Like [`HttpError::response`], with extra header lines (each ending in CRLF), e.g.
+    /// CORS headers so a browser script can read the error.
+    pub fn response_with(&self, keep_alive: bool, extra_headers: &str) -> Vec<u8> {
         let body = format!("{self}\n");
         let status = self.status();
         let mut extra = String::new();
@@ -90,7 +96,7 @@ impl HttpError {
             "close"
         };
         format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {connection}\r\n{extra}\r\n{body}",
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {connection}\r\n{extra}{extra_headers}\r\n{body}",
             reason_phrase(status),
             body.len(),
         )

@@ -100,7 +100,7 @@ fn routing_and_framing_errors() {
         b"DELETE /.well-known/mercure HTTP/1.1\r\nHost: x\r\n\r\n",
     );
     assert_eq!(r.status, 405);
-    assert_eq!(r.headers["allow"], "GET, POST");
+    assert_eq!(r.headers["allow"], "GET, POST, OPTIONS");
 
     let auth = format!("Bearer {}", server.token);
     let big = format!("topic=t&data={}", "x".repeat(2000));

@@ -86,7 +86,7 @@ async fn requests(
                 return None;
             }
             Err(HeadError::Http(e)) => {
-                reply_error(core, &mut stream, conn_id, &e, false).await;
+                reply_error(core, &mut stream, conn_id, &e, false, "").await;
                 linger(stream).await;
                 return None;
             }
@@ -99,14 +99,25 @@ async fn requests(
         } else {
             None
         };
+        let cors = core.cors.headers(req.origin.as_deref());
         let err = match (refusal, req.path == MERCURE_PATH, req.method()) {
             (Some(e), ..) => e,
             (None, true, Method::Get) => {
                 drop(buf);
-                return subscriber::open(core, stream, req, conn_id).await;
+                return subscriber::open(core, stream, req, &cors, conn_id).await;
             }
+            (None, true, Method::Options) => match core.cors.preflight(&req) {
+                Ok(resp) => {
+                    if stream.write_all(&resp).await.is_err() || !req.keep_alive {
+                        linger(stream).await;
+                        return None;
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            },
             (None, true, Method::Post) => {
-                match publisher::handle(core, &mut stream, &mut buf, &req, conn_id).await {
+                match publisher::handle(core, &mut stream, &mut buf, &req, &cors, conn_id).await {
                     Ok(true) => continue,
                     Ok(false) => {
                         linger(stream).await;
@@ -115,30 +126,35 @@ async fn requests(
                     Err(()) => return None,
                 }
             }
-            (None, true, _) => HttpError::MethodNotAllowed("GET, POST"),
+            (None, true, _) => HttpError::MethodNotAllowed("GET, POST, OPTIONS"),
             (None, false, _) => HttpError::NotFound,
         };
         // An unread body would be parsed as the next request: close instead.
         let has_body = req.content_length.unwrap_or(0) > 0 || req.has_transfer_encoding;
         let keep = req.keep_alive && !has_body && !err.closes_connection();
-        if !reply_error(core, &mut stream, conn_id, &err, keep).await || !keep {
+        if !reply_error(core, &mut stream, conn_id, &err, keep, &cors).await || !keep {
             linger(stream).await;
             return None;
         }
     }
 }
 
-/// Writes an error response; returns whether the write succeeded.
+/// Writes an error response (with the request's CORS headers, so a browser script can read
+/// it); returns whether the write succeeded.
 async fn reply_error(
     core: &Core,
     stream: &mut TcpStream,
     conn_id: u64,
     err: &HttpError,
     keep_alive: bool,
+    cors: &str,
 ) -> bool {
     Stats::add(&core.stats.client_errors, 1);
     tracing::debug!(conn = conn_id, status = err.status(), reason = %err, "request refused");
-    stream.write_all(&err.response(keep_alive)).await.is_ok()
+    stream
+        .write_all(&err.response_with(keep_alive, cors))
+        .await
+        .is_ok()
 }
 
 /// Reads one request head into `buf` (which may already hold pipelined bytes) and removes it

@@ -7,9 +7,9 @@ use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use super::{read_more, reply_error, with_timeout};
-use crate::auth::{bearer, may_publish};
+use crate::auth::{find_token, may_publish, Claims};
 use crate::error::HttpError;
-use crate::http::Request;
+use crate::http::{parse_form, Request};
 use crate::hub::publish::parse_update;
 use crate::runtime::Core;
 
@@ -22,6 +22,7 @@ pub async fn handle(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     req: &Request,
+    cors: &str,
     conn_id: u64,
 ) -> Result<bool, ()> {
     // Checks that need no body. A refusal here leaves the body unread: close afterwards.
@@ -29,17 +30,15 @@ pub async fn handle(
         Ok(len) => len,
         Err(e) => {
             let keep = req.content_length == Some(0) && req.keep_alive && !e.closes_connection();
-            reply_error(core, stream, conn_id, &e, keep).await;
+            reply_error(core, stream, conn_id, &e, keep, cors).await;
             return Ok(keep);
         }
     };
-    let claims = match bearer(req.authorization.as_deref())
-        .and_then(|token| core.publisher_auth.verify(token))
-    {
+    let claims = match verify_publisher(core, req) {
         Ok(c) => c,
         Err(e) => {
             let keep = len == 0 && req.keep_alive;
-            reply_error(core, stream, conn_id, &e, keep).await;
+            reply_error(core, stream, conn_id, &e, keep, cors).await;
             return Ok(keep);
         }
     };
@@ -70,7 +69,7 @@ pub async fn handle(
     match outcome {
         Ok(id) => {
             let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\nX-Ssegate-Worker: {}\r\n\r\n{id}",
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\nX-Ssegate-Worker: {}\r\n{cors}\r\n{id}",
                 id.len(),
                 if keep { "keep-alive" } else { "close" },
                 core.index,
@@ -80,12 +79,36 @@ pub async fn handle(
         }
         Err(e) => {
             let keep = keep && !e.closes_connection();
-            if !reply_error(core, stream, conn_id, &e, keep).await {
+            if !reply_error(core, stream, conn_id, &e, keep, cors).await {
                 return Err(());
             }
             Ok(keep)
         }
     }
+}
+
+/// Verifies the publisher's token: `Authorization` header, else `authorization` in the
+/// query, else the cookie (a browser publishing from a page).
+fn verify_publisher(core: &Core, req: &Request) -> Result<Claims, HttpError> {
+    let query_token = query_param(&req.query, "authorization")?;
+    let token = find_token(
+        req.authorization.as_deref(),
+        query_token.as_deref(),
+        req.cookie.as_deref(),
+    )?
+    .ok_or(HttpError::Unauthorized("missing bearer token"))?;
+    core.publisher_auth.verify(token)
+}
+
+/// The first value of `name` in a query string, decoded.
+pub(super) fn query_param(query: &str, name: &str) -> Result<Option<String>, HttpError> {
+    if !query.contains(name) {
+        return Ok(None);
+    }
+    Ok(parse_form(query.as_bytes())?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v))
 }
 
 /// Validates framing and media type; returns the body length.

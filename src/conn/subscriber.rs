@@ -19,51 +19,75 @@ use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::{linger, reply_error};
+use crate::auth::{find_token, subscribe_rights};
 use crate::error::HttpError;
 use crate::http::{parse_form, Request};
 use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
-use crate::hub::shard::{wants, Next};
+use crate::hub::shard::{wants, NewSubscriber, Next};
 use crate::net::sys;
 use crate::runtime::{Core, Stats};
 
 /// Replayed events are coalesced into writes of about this size.
 const REPLAY_BATCH: usize = 64 * 1024;
 
-/// A subscription request, parsed.
+/// A subscription request, parsed and authorized.
 struct Subscription {
-    selectors: Vec<Selector>,
+    /// Selectors as written (compiled against the shard's cache at registration).
+    topics: Vec<String>,
     /// `Last-Event-ID` header, else the `lastEventID` query parameter.
     last_event_id: Option<String>,
+    /// The token's `mercure.subscribe` selectors, if it has any.
+    rights: Option<Vec<Selector>>,
+    /// The token's `exp`, if any: the stream is closed then.
+    expires: Option<u64>,
 }
 
-fn parse_subscription(req: &Request, max_topics: usize) -> Result<Subscription, HttpError> {
-    let mut selectors = Vec::new();
+fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpError> {
+    let max_topics = core.cfg.max_topics;
+    let mut topics = Vec::new();
     let mut query_last_id = None;
+    let mut query_token = None;
     for (name, value) in parse_form(req.query.as_bytes())? {
         match name.as_str() {
             "topic" => {
                 if value.is_empty() {
                     return Err(HttpError::BadParam("empty \"topic\" parameter".into()));
                 }
-                if selectors.len() == max_topics {
+                if topics.len() == max_topics {
                     return Err(HttpError::BadParam(format!(
                         "too many \"topic\" parameters (at most {max_topics})"
                     )));
                 }
-                selectors.push(Selector::parse(&value));
+                topics.push(value);
             }
             "lastEventID" if !value.is_empty() => query_last_id = Some(value),
+            "authorization" if query_token.is_none() => query_token = Some(value),
             _ => {}
         }
     }
-    if selectors.is_empty() {
+    if topics.is_empty() {
         return Err(HttpError::BadParam("missing \"topic\" parameter".into()));
     }
+    let token = find_token(
+        req.authorization.as_deref(),
+        query_token.as_deref(),
+        req.cookie.as_deref(),
+    )?;
+    let (rights, expires) = match token {
+        Some(token) => {
+            let claims = core.subscriber_auth.verify(token)?;
+            (subscribe_rights(&claims.mercure), claims.exp)
+        }
+        None if core.cfg.anonymous => (None, None),
+        None => return Err(HttpError::Unauthorized("missing subscriber token")),
+    };
     Ok(Subscription {
-        selectors,
+        topics,
         last_event_id: req.last_event_id.clone().or(query_last_id),
+        rights,
+        expires,
     })
 }
 
@@ -94,12 +118,13 @@ pub async fn open(
     core: &Core,
     mut stream: Box<TcpStream>,
     req: Request,
+    cors: &str,
     conn_id: u64,
 ) -> Option<Live> {
-    let sub = match parse_subscription(&req, core.cfg.max_topics) {
+    let sub = match parse_subscription(core, &req) {
         Ok(s) => s,
         Err(e) => {
-            reply_error(core, &mut stream, conn_id, &e, false).await;
+            reply_error(core, &mut stream, conn_id, &e, false, cors).await;
             linger(stream).await;
             return None;
         }
@@ -111,7 +136,9 @@ pub async fn open(
     // land between them, so the replay and the live stream neither overlap nor leave a gap.
     let (id, head, replay) = {
         let mut history = core.history.borrow_mut();
+        let mut shard = core.shard.borrow_mut();
         history.expire(Instant::now());
+        let selectors: Vec<Selector> = sub.topics.iter().map(|t| shard.intern(t)).collect();
         let (replay, header): (Vec<Rc<Event>>, Option<String>) = match &sub.last_event_id {
             None => (Vec::new(), None),
             Some(last) => {
@@ -122,18 +149,25 @@ pub async fn open(
                 };
                 let (events, header) = history.replay(from);
                 let events = events
-                    .filter(|e| wants(&sub.selectors, e))
+                    .filter(|e| wants(&selectors, sub.rights.as_deref(), e))
                     .cloned()
                     .collect();
                 (events, Some(header))
             }
         };
-        let newest = history.newest_seq();
-        let id = core
-            .shard
-            .borrow_mut()
-            .add(sub.selectors, stream.as_raw_fd(), newest);
-        (id, response_head(header.as_deref(), core.index), replay)
+        let id = shard.add(NewSubscriber {
+            selectors,
+            rights: sub.rights,
+            fd: stream.as_raw_fd(),
+            after_seq: history.newest_seq(),
+            expires: sub.expires,
+            serial: core.next_serial(),
+        });
+        (
+            id,
+            response_head(header.as_deref(), core.index, cors),
+            replay,
+        )
     };
     Stats::add(&core.stats.subscribed, 1);
     Stats::add(&core.stats.replayed, replay.len() as u64);
@@ -185,7 +219,7 @@ fn finish(core: &Core, stream: Box<TcpStream>, id: usize, conn_id: u64, end: io:
 }
 
 /// The response head, then the opening comment that lets clients see the stream is live.
-fn response_head(last_event_id: Option<&str>, core: usize) -> BytesMut {
+fn response_head(last_event_id: Option<&str>, core: usize, cors: &str) -> BytesMut {
     let mut b = BytesMut::with_capacity(320);
     b.put_slice(
         b"HTTP/1.1 200 OK\r\n\
@@ -198,6 +232,7 @@ Connection: close\r\n",
     b.put_slice(b"X-Ssegate-Worker: ");
     b.put_slice(itoa::Buffer::new().format(core).as_bytes());
     b.put_slice(b"\r\n");
+    b.put_slice(cors.as_bytes());
     if let Some(id) = last_event_id {
         b.put_slice(b"Last-Event-ID: ");
         b.put_slice(id.as_bytes());

@@ -4,8 +4,10 @@
 //! Only what a push gateway needs is parsed out of the head; the rest is validated by
 //! `httparse` and dropped, so a request costs one small allocation per kept header.
 
+mod cors;
 mod form;
 
+pub use cors::Cors;
 pub use form::parse_form;
 
 use crate::error::HttpError;
@@ -23,6 +25,8 @@ pub enum Method {
     Get,
     /// `POST`: publish.
     Post,
+    /// `OPTIONS`: CORS preflight.
+    Options,
     /// Any other method: answered 405 on a known path.
     Other,
 }
@@ -46,6 +50,10 @@ pub struct Request {
     pub authorization: Option<String>,
     /// `Last-Event-ID`, if sent and non-empty.
     pub last_event_id: Option<String>,
+    /// `Cookie`, if sent (several `Cookie` headers are joined with `; `).
+    pub cookie: Option<String>,
+    /// `Origin`, if sent (browsers, cross-origin).
+    pub origin: Option<String>,
     /// Whether the connection may be reused after the response (HTTP/1.1 default, or
     /// `Connection: keep-alive` on 1.0; `Connection: close` turns it off).
     pub keep_alive: bool,
@@ -92,6 +100,7 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
         method: Some(match req.method {
             Some("GET") => Method::Get,
             Some("POST") => Method::Post,
+            Some("OPTIONS") => Method::Options,
             _ => Method::Other,
         }),
         ..Request::default()
@@ -133,6 +142,17 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
             if !v.is_empty() {
                 out.last_event_id = Some(v.to_owned());
             }
+        } else if name.eq_ignore_ascii_case("cookie") {
+            let v = value()?;
+            match &mut out.cookie {
+                Some(c) => {
+                    c.push_str("; ");
+                    c.push_str(v);
+                }
+                None => out.cookie = Some(v.to_owned()),
+            }
+        } else if name.eq_ignore_ascii_case("origin") {
+            out.origin = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value()?.split(',') {
                 let token = token.trim();

@@ -6,7 +6,8 @@
 //! writer woken; a subscriber whose queue would pass `max_queued_bytes` is dropped on the spot
 //! (it will reconnect and resume from history), so one slow client cannot hold up the core.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -24,6 +25,8 @@ use crate::net::sys;
 pub enum DropReason {
     /// Its queue passed `max_queued_bytes`.
     SlowConsumer,
+    /// Its token's `exp` passed (the spec requires closing the connection then).
+    TokenExpired,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +64,29 @@ struct Subscriber {
     last_seq: u64,
     /// What the subscriber asked for (to unindex, and to match replays).
     selectors: Box<[Selector]>,
+    /// Its token's `mercure.subscribe` selectors: the private updates it may receive.
+    rights: Option<Box<[Selector]>>,
+    /// Unique per core, so a stale expiry entry never closes a reused slot.
+    serial: u64,
     state: State,
     /// The socket, so a drop can abort a write in progress.
     fd: RawFd,
+}
+
+/// What [`Shard::add`] needs to know about a new subscriber.
+pub struct NewSubscriber {
+    /// Topic selectors from the query (compiled with [`Shard::intern`]).
+    pub selectors: Vec<Selector>,
+    /// `mercure.subscribe` selectors of its token, if any.
+    pub rights: Option<Vec<Selector>>,
+    /// Its socket, so a drop can shut it down.
+    pub fd: RawFd,
+    /// Newest seq already in history: live delivery starts after it.
+    pub after_seq: u64,
+    /// Token expiry (seconds since the epoch), if the token has `exp`.
+    pub expires: Option<u64>,
+    /// Unique per core.
+    pub serial: u64,
 }
 
 /// Counts returned by a fan-out.
@@ -80,19 +103,27 @@ pub struct Shard {
     subs: Slab<Subscriber>,
     /// Exact selectors: topic string → subscribers. Found by one hash lookup per topic.
     exact: HashMap<Box<str>, IndexSet<usize>>,
-    /// Selectors that must be tested (`*`, later URI templates): one entry per distinct
-    /// selector, shared by all the subscribers that use it.
-    patterns: Vec<(Selector, IndexSet<usize>)>,
+    /// Selectors that must be tested (`*`, URI templates), by their text: one compiled
+    /// selector per distinct text, shared by all the subscribers that use it, dropped with
+    /// its last subscriber.
+    patterns: HashMap<Box<str>, (Selector, IndexSet<usize>)>,
+    /// Token expiries: (exp, id, serial), soonest first.
+    expiries: BinaryHeap<Reverse<(u64, usize, u64)>>,
     max_queued_bytes: usize,
     /// Reused by fan-out for the subscribers to drop, so fan-out does not allocate.
     scratch: Vec<usize>,
 }
 
-/// Whether a subscriber with these selectors should receive `ev` (fan-out and replay agree).
-pub fn wants(selectors: &[Selector], ev: &Event) -> bool {
-    // Private updates need subscriber authorization, which no subscriber has yet: the spec
-    // says they MUST NOT be dispatched to unauthorized subscribers.
-    !ev.private && selectors.iter().any(|s| s.matches_any(&ev.topics))
+/// Whether a subscriber with these selectors and rights should receive `ev` (fan-out and
+/// replay agree). A private update also needs one of the update's topics (canonical or
+/// alternate) to match one of the token's `mercure.subscribe` selectors.
+pub fn wants(selectors: &[Selector], rights: Option<&[Selector]>, ev: &Event) -> bool {
+    selectors.iter().any(|s| s.matches_any(&ev.topics)) && may_see(rights, ev)
+}
+
+#[inline]
+fn may_see(rights: Option<&[Selector]>, ev: &Event) -> bool {
+    !ev.private || rights.is_some_and(|r| r.iter().any(|s| s.matches_any(&ev.topics)))
 }
 
 impl Shard {
@@ -101,7 +132,8 @@ impl Shard {
         Shard {
             subs: Slab::new(),
             exact: HashMap::new(),
-            patterns: Vec::new(),
+            patterns: HashMap::new(),
+            expiries: BinaryHeap::new(),
             max_queued_bytes,
             scratch: Vec::new(),
         }
@@ -117,31 +149,45 @@ impl Shard {
         self.subs.is_empty()
     }
 
+    /// Compiles a selector, or reuses this core's compiled copy of the same text.
+    pub fn intern(&self, raw: &str) -> Selector {
+        match self.patterns.get(raw) {
+            Some((sel, _)) => sel.clone(),
+            None => Selector::parse(raw),
+        }
+    }
+
     /// Registers a subscriber and indexes it for live events after `seq` (the newest event
     /// already in history, which its writer replays itself). Returns its id.
-    pub fn add(&mut self, selectors: Vec<Selector>, fd: RawFd, seq: u64) -> usize {
+    pub fn add(&mut self, new: NewSubscriber) -> usize {
         let id = self.subs.insert(Subscriber {
             queue: VecDeque::new(),
             queued_bytes: 0,
             waker: None,
             last_write: Instant::now(),
-            last_seq: seq,
-            selectors: selectors.into_boxed_slice(),
+            last_seq: new.after_seq,
+            selectors: new.selectors.into_boxed_slice(),
+            rights: new.rights.map(Vec::into_boxed_slice),
+            serial: new.serial,
             state: State::Open,
-            fd,
+            fd: new.fd,
         });
+        if let Some(exp) = new.expires {
+            self.expiries.push(Reverse((exp, id, new.serial)));
+        }
         let sub = &self.subs[id];
         for sel in sub.selectors.iter() {
             match sel.exact() {
                 Some(topic) => {
                     self.exact.entry(topic.into()).or_default().insert(id);
                 }
-                None => match self.patterns.iter_mut().find(|(s, _)| s == sel) {
-                    Some((_, set)) => {
-                        set.insert(id);
-                    }
-                    None => self.patterns.push((sel.clone(), IndexSet::from([id]))),
-                },
+                None => {
+                    self.patterns
+                        .entry(sel.as_str().into())
+                        .or_insert_with(|| (sel.clone(), IndexSet::new()))
+                        .1
+                        .insert(id);
+                }
             }
         }
         id
@@ -160,10 +206,10 @@ impl Shard {
                     }
                 }
                 None => {
-                    if let Some(i) = self.patterns.iter().position(|(s, _)| s == sel) {
-                        self.patterns[i].1.swap_remove(&id);
-                        if self.patterns[i].1.is_empty() {
-                            self.patterns.swap_remove(i);
+                    if let Some((_, set)) = self.patterns.get_mut(sel.as_str()) {
+                        set.swap_remove(&id);
+                        if set.is_empty() {
+                            self.patterns.remove(sel.as_str());
                         }
                     }
                 }
@@ -188,19 +234,17 @@ impl Shard {
         let mut drop = std::mem::take(&mut self.scratch);
         let max = self.max_queued_bytes;
         let subs = &mut self.subs;
-        if !ev.private {
-            for topic in ev.topics.iter() {
-                if let Some(set) = self.exact.get(&**topic) {
-                    for &id in set {
-                        deliver(subs, id, ev, max, &mut out, &mut drop);
-                    }
+        for topic in ev.topics.iter() {
+            if let Some(set) = self.exact.get(&**topic) {
+                for &id in set {
+                    deliver(subs, id, ev, max, &mut out, &mut drop);
                 }
             }
-            for (sel, set) in &self.patterns {
-                if sel.matches_any(&ev.topics) {
-                    for &id in set {
-                        deliver(subs, id, ev, max, &mut out, &mut drop);
-                    }
+        }
+        for (sel, set) in self.patterns.values() {
+            if sel.matches_any(&ev.topics) {
+                for &id in set {
+                    deliver(subs, id, ev, max, &mut out, &mut drop);
                 }
             }
         }
@@ -227,6 +271,27 @@ impl Shard {
         if let Some(w) = sub.waker.take() {
             w.wake();
         }
+    }
+
+    /// Closes the subscribers whose token expired at or before `now` (seconds since the
+    /// epoch). Returns how many were closed.
+    pub fn expire_tokens(&mut self, now: u64) -> usize {
+        let mut closed = 0;
+        while let Some(&Reverse((exp, id, serial))) = self.expiries.peek() {
+            if exp > now {
+                break;
+            }
+            self.expiries.pop();
+            let live = self
+                .subs
+                .get(id)
+                .is_some_and(|s| s.serial == serial && s.state == State::Open);
+            if live {
+                self.drop_subscriber(id, DropReason::TokenExpired);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Asks every subscriber to flush what it has and close (graceful shutdown).
@@ -331,7 +396,7 @@ fn deliver(
     drop: &mut Vec<usize>,
 ) {
     let Some(sub) = subs.get_mut(id) else { return };
-    if sub.last_seq >= ev.seq || sub.state != State::Open {
+    if sub.last_seq >= ev.seq || sub.state != State::Open || !may_see(sub.rights.as_deref(), ev) {
         return;
     }
     sub.last_seq = ev.seq;
@@ -367,12 +432,23 @@ mod tests {
         v.iter().map(|s| Selector::parse(s)).collect()
     }
 
+    fn new(selectors: &[&str]) -> NewSubscriber {
+        NewSubscriber {
+            selectors: sel(selectors),
+            rights: None,
+            fd: -1,
+            after_seq: 0,
+            expires: None,
+            serial: 0,
+        }
+    }
+
     #[test]
     fn fan_out_reaches_exact_and_star_once_each() {
         let mut s = Shard::new(1 << 20);
-        let a = s.add(sel(&["a", "b"]), -1, 0);
-        let star = s.add(sel(&["*"]), -1, 0);
-        let c = s.add(sel(&["c"]), -1, 0);
+        let a = s.add(new(&["a", "b"]));
+        let star = s.add(new(&["*"]));
+        let c = s.add(new(&["c"]));
         // Matches `a` twice (two topics) but is queued once.
         let out = s.fan_out(&ev(1, &["a", "b"], 10));
         assert_eq!(
@@ -390,7 +466,7 @@ mod tests {
     #[test]
     fn batches_coalesce_and_slow_consumers_are_dropped() {
         let mut s = Shard::new(2048);
-        let id = s.add(sel(&["t"]), -1, 0);
+        let id = s.add(new(&["t"]));
         s.fan_out(&ev(1, &["t"], 4));
         s.fan_out(&ev(2, &["t"], 1000));
         assert_eq!(s.take_batch(id).unwrap().len(), 1004);
@@ -415,7 +491,7 @@ mod tests {
     fn heartbeats_visit_one_slice_per_step() {
         let mut s = Shard::new(1 << 20);
         for _ in 0..8 {
-            s.add(sel(&["t"]), -1, 0);
+            s.add(new(&["t"]));
         }
         let later = Instant::now() + Duration::from_secs(60);
         let sent: usize = (0..4)
@@ -426,5 +502,93 @@ mod tests {
             s.heartbeat_step(0, 4, Instant::now(), Duration::from_secs(15)),
             0
         );
+    }
+}
+
+#[cfg(test)]
+mod private_tests {
+    use super::*;
+    use std::rc::Rc;
+
+    fn private_ev(seq: u64, topics: &[&str]) -> Rc<Event> {
+        Rc::new(Event {
+            seq,
+            id: format!("e{seq}").into(),
+            topics: topics.iter().map(|t| Box::<str>::from(*t)).collect(),
+            private: true,
+            frame: Bytes::from_static(b"x"),
+            at: Instant::now(),
+        })
+    }
+
+    fn add(s: &mut Shard, topics: &[&str], rights: Option<&[&str]>, expires: Option<u64>) -> usize {
+        let selectors = topics.iter().map(|t| s.intern(t)).collect();
+        s.add(NewSubscriber {
+            selectors,
+            rights: rights.map(|r| r.iter().map(|t| Selector::parse(t)).collect()),
+            fd: -1,
+            after_seq: 0,
+            expires,
+            serial: 7,
+        })
+    }
+
+    #[test]
+    fn private_updates_need_rights_on_one_of_their_topics() {
+        let mut s = Shard::new(1 << 20);
+        let anon = add(&mut s, &["https://x/books/{id}"], None, None);
+        let other = add(
+            &mut s,
+            &["https://x/books/{id}"],
+            Some(&["https://x/users/bob/{?topic}"]),
+            None,
+        );
+        let alice = add(
+            &mut s,
+            &["https://x/books/{id}"],
+            Some(&["https://x/users/alice/{?topic}"]),
+            None,
+        );
+        let out = s.fan_out(&private_ev(
+            1,
+            &[
+                "https://x/books/1",
+                "https://x/users/alice/?topic=https%3A%2F%2Fx%2Fbooks%2F1",
+            ],
+        ));
+        assert_eq!(out.delivered, 1);
+        assert!(s.take_batch(alice).is_some());
+        assert!(s.take_batch(anon).is_none());
+        assert!(s.take_batch(other).is_none());
+    }
+
+    #[test]
+    fn templates_are_compiled_once_per_core() {
+        let mut s = Shard::new(1 << 20);
+        add(&mut s, &["https://x/{id}"], None, None);
+        let again = s.intern("https://x/{id}");
+        let (first, _) = &s.patterns["https://x/{id}"];
+        match (first, &again) {
+            (Selector::Template(a), Selector::Template(b)) => assert!(std::sync::Arc::ptr_eq(a, b)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn expired_tokens_close_their_subscriber_once() {
+        let mut s = Shard::new(1 << 20);
+        let a = add(&mut s, &["t"], None, Some(100));
+        add(&mut s, &["t"], None, Some(200));
+        assert_eq!(s.expire_tokens(99), 0);
+        assert_eq!(s.expire_tokens(150), 1);
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }));
+        assert_eq!(
+            s.poll_next(a, &mut Context::from_waker(&waker)),
+            Poll::Ready(Next::Dropped(DropReason::TokenExpired))
+        );
+        assert_eq!(s.expire_tokens(150), 0);
+        assert_eq!(s.expire_tokens(1000), 1);
     }
 }

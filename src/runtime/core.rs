@@ -19,6 +19,7 @@ use super::{Boot, Stats};
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::error::HttpError;
+use crate::http::Cors;
 use crate::hub::event::{encode, Event, Update};
 use crate::hub::history::History;
 use crate::hub::shard::Shard;
@@ -83,6 +84,11 @@ pub struct Core {
     pub history: RefCell<History>,
     /// Publisher token verifier.
     pub publisher_auth: Verifier,
+    /// Subscriber token verifier (the publisher's key when none is configured).
+    pub subscriber_auth: Verifier,
+    /// CORS policy.
+    pub cors: Cors,
+    next_serial: Cell<u64>,
     /// Open connections on all cores, for `max_connections` (touched once per accept and
     /// close, never per event).
     pub conns: Arc<AtomicUsize>,
@@ -129,6 +135,13 @@ impl Core {
 
     fn notify(&self) {
         self.changed.notify(usize::MAX);
+    }
+
+    /// A number no other subscriber of this core has had.
+    pub fn next_serial(&self) -> u64 {
+        let n = self.next_serial.get();
+        self.next_serial.set(n + 1);
+        n
     }
 
     /// Called when a subscriber leaves the shard, so shutdown can see the shard empty.
@@ -281,11 +294,13 @@ async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: u
     }
 }
 
-/// Heartbeats: one sweep per core, each tick visiting one slice of the table, so idle
-/// subscribers get their `:` line about every `heartbeat_interval`, spread over it.
+/// The per-core sweep. Heartbeats: each tick visits one slice of the table, so idle
+/// subscribers get their `:` line about every `heartbeat_interval`, spread over it. Token
+/// expiry: each tick (at most a second apart) closes the subscribers whose `exp` passed.
 async fn run_heartbeats(core: Rc<Core>) {
     let interval = core.cfg.heartbeat_interval;
     let phases = (interval.as_millis() / 5).clamp(1, 16) as usize;
+    let phases = phases.max(interval.as_secs() as usize).min(3600);
     let tick = interval / phases as u32;
     let mut phase = 0;
     while !core.stopping.get() {
@@ -294,11 +309,15 @@ async fn run_heartbeats(core: Rc<Core>) {
             break;
         }
         let now = Instant::now();
-        let sent = core
-            .shard
-            .borrow_mut()
-            .heartbeat_step(phase, phases, now, interval);
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut shard = core.shard.borrow_mut();
+        let sent = shard.heartbeat_step(phase, phases, now, interval);
+        let expired = shard.expire_tokens(unix_now);
+        drop(shard);
         Stats::add(&core.stats.heartbeats, sent as u64);
+        Stats::add(&core.stats.tokens_expired, expired as u64);
         if phase == 0 {
             core.history.borrow_mut().expire(now);
         }
@@ -317,12 +336,27 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     } else {
         (None, None)
     };
+    let publisher_auth = Verifier::new(cfg.publisher_jwt_algorithm, &boot.publisher_key);
+    let subscriber_auth = match &cfg.subscriber_jwt_key {
+        Some(key) => Verifier::new(cfg.subscriber_jwt_algorithm, key),
+        None => Verifier::new(cfg.publisher_jwt_algorithm, &boot.publisher_key),
+    };
+    let (publisher_auth, subscriber_auth) = match (publisher_auth, subscriber_auth) {
+        (Ok(p), Ok(s)) => (p, s),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(core = index, error = %e, "invalid JWT key");
+            return;
+        }
+    };
     let core = Rc::new(Core {
         index,
         workers: boot.workers,
         shard: RefCell::new(Shard::new(cfg.max_queued_bytes)),
         history: RefCell::new(History::new(cfg.history_size, cfg.history_max_age)),
-        publisher_auth: Verifier::hs256(&boot.publisher_key),
+        publisher_auth,
+        subscriber_auth,
+        cors: Cors::new(&cfg.cors_origins),
+        next_serial: Cell::new(0),
         conns: boot.conns.clone(),
         stats: Stats::default(),
         mesh,

@@ -26,6 +26,8 @@ pub struct Stats {
     pub slow_consumers: Cell<u64>,
     /// Subscribers dropped because a write stalled for `write_timeout`.
     pub write_timeouts: Cell<u64>,
+    /// Subscribers closed because their token's `exp` passed.
+    pub tokens_expired: Cell<u64>,
     /// Heartbeat comments queued.
     pub heartbeats: Cell<u64>,
     /// Bytes handed to the kernel for subscribers.

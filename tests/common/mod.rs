@@ -427,3 +427,33 @@ impl Subscriber {
         }
     }
 }
+
+/// Signs a token with an asymmetric test key from `tests/fixtures` (RS256 or ES256).
+pub fn token_signed(claims_json: &str, alg: jsonwebtoken::Algorithm) -> String {
+    let claims: serde_json::Value = serde_json::from_str(claims_json).unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(
+            &std::fs::read(format!("{dir}/rsa-private.pem")).unwrap(),
+        ),
+        jsonwebtoken::Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(
+            &std::fs::read(format!("{dir}/ec-private.pem")).unwrap(),
+        ),
+        other => panic!("no fixture key for {other:?}"),
+    }
+    .unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key).unwrap()
+}
+
+/// Path of a fixture file.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
