@@ -37,6 +37,9 @@ pub struct Config {
     /// Origins allowed to subscribe and publish from a browser (CORS). An origin listed here
     /// may send credentials (cookies); `"*"` allows any origin, without credentials.
     pub cors_origins: Vec<String>,
+    /// Publish subscription events and serve the subscriptions API
+    /// (`/.well-known/mercure/subscriptions`).
+    pub subscriptions: bool,
     /// Events kept in memory for `Last-Event-ID` resume.
     pub history_size: usize,
     /// Events older than this are dropped from history (none when absent).
@@ -109,6 +112,7 @@ impl Default for Config {
             subscriber_jwt_algorithm: JwtAlgorithm::HS256,
             anonymous: true,
             cors_origins: Vec::new(),
+            subscriptions: false,
             history_size: 10_000,
             history_max_age: None,
             heartbeat_interval: Duration::from_secs(15),
@@ -300,6 +304,9 @@ pub struct Cli {
     /// Allow subscribers without a token (true/false).
     #[arg(long)]
     pub anonymous: Option<bool>,
+    /// Publish subscription events and serve the subscriptions API (true/false).
+    #[arg(long)]
+    pub subscriptions: Option<bool>,
     /// Origin allowed for CORS (repeatable); replaces the file's list.
     #[arg(long = "cors-origin")]
     pub cors_origins: Vec<String>,
@@ -368,6 +375,7 @@ impl Cli {
             publisher_jwt_algorithm,
             subscriber_jwt_algorithm,
             anonymous,
+            subscriptions,
             history_size,
             heartbeat_interval,
             write_timeout,

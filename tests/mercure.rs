@@ -297,3 +297,148 @@ fn cors_preflight_and_credentials() {
     assert_eq!(sub.headers["access-control-allow-origin"], "*");
     assert!(!sub.headers.contains_key("access-control-allow-credentials"));
 }
+
+const SUBSCRIPTIONS: &str = "/.well-known/mercure/subscriptions{/topic}{/subscriber}";
+
+/// Subscribes on topic `room-N` until one subscriber sits on each worker.
+fn one_subscriber_per_worker(server: &Server, token: &str) -> Vec<(String, Subscriber)> {
+    let mut slots: Vec<Option<(String, Subscriber)>> = vec![None, None];
+    for n in 0..200 {
+        let topic = format!("room-{n}");
+        let s = server.subscribe(
+            &format!("topic={topic}"),
+            &[("Authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(s.status, 200);
+        let w = s.worker();
+        if slots[w].is_none() {
+            slots[w] = Some((topic, s));
+        }
+        if slots.iter().all(Option::is_some) {
+            return slots.into_iter().map(Option::unwrap).collect();
+        }
+    }
+    panic!("subscribers never reached both workers");
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+#[test]
+fn subscription_events_announce_subscribers_coming_and_going_on_either_core() {
+    let server = Server::start(&["--workers", "2", "--subscriptions", "true"]);
+    let watcher_token = token(&format!(
+        r#"{{"mercure":{{"subscribe":["{SUBSCRIPTIONS}"]}}}}"#
+    ));
+    let mut watcher = server.subscribe(
+        &format!("topic={}", enc(SUBSCRIPTIONS)),
+        &[("Authorization", &format!("Bearer {watcher_token}"))],
+    );
+    let user = token(r#"{"mercure":{"subscribe":["x"],"payload":{"user":"alice"}}}"#);
+    let subs = one_subscriber_per_worker(&server, &user);
+    let wanted: Vec<String> = subs.iter().map(|(t, _)| t.clone()).collect();
+
+    // Every subscription made (including the ones on the other worker that were not kept)
+    // is announced; collect until both kept topics were seen active.
+    let mut active = std::collections::HashMap::new();
+    while !wanted.iter().all(|t| active.contains_key(t)) {
+        let v = json(&watcher.expect_event().data);
+        assert_eq!(v["type"], "Subscription");
+        assert_eq!(v["@context"], "https://mercure.rocks/");
+        if v["topic"] == SUBSCRIPTIONS {
+            continue; // the watcher's own subscription, announced to itself
+        }
+        assert_eq!(v["payload"]["user"], "alice");
+        if v["active"] == true {
+            active.insert(v["topic"].as_str().unwrap().to_owned(), v);
+        }
+    }
+    drop(subs);
+    let mut gone = Vec::new();
+    while gone.len() < 2 {
+        let v = json(&watcher.expect_event().data);
+        let topic = v["topic"].as_str().unwrap().to_owned();
+        if v["active"] == false && wanted.contains(&topic) {
+            let before = &active[v["topic"].as_str().unwrap()];
+            assert_eq!(v["subscriber"], before["subscriber"]);
+            assert_eq!(v["id"], before["id"]);
+            gone.push(v);
+        }
+    }
+}
+
+#[test]
+fn the_subscriptions_api_lists_subscribers_from_both_cores() {
+    let server = Server::start(&["--workers", "2", "--subscriptions", "true"]);
+    let reader = token(&format!(
+        r#"{{"mercure":{{"subscribe":["{SUBSCRIPTIONS}"]}}}}"#
+    ));
+    let user = token(r#"{"mercure":{"payload":{"user":"bob"}}}"#);
+    let subs = one_subscriber_per_worker(&server, &user);
+    let get = |path: &str, auth: Option<&str>| {
+        let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        raw_request(
+            &server,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    // Ask a few times: requests land on either core, and each must gather both.
+    for _ in 0..4 {
+        let r = get("/.well-known/mercure/subscriptions", Some(&reader));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.headers["content-type"], "application/ld+json");
+        let v = json(&r.body);
+        assert_eq!(v["type"], "Subscriptions");
+        assert_eq!(v["id"], "/.well-known/mercure/subscriptions");
+        let listed: Vec<&str> = v["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["topic"].as_str().unwrap())
+            .collect();
+        for (topic, _) in &subs {
+            assert!(
+                listed.contains(&topic.as_str()),
+                "{topic} missing from {listed:?}"
+            );
+        }
+    }
+    let (topic, _) = &subs[1];
+    let r = get(
+        &format!("/.well-known/mercure/subscriptions/{}", enc(topic)),
+        Some(&reader),
+    );
+    let v = json(&r.body);
+    assert_eq!(v["subscriptions"].as_array().unwrap().len(), 1);
+    let one = &v["subscriptions"][0];
+    assert_eq!(one["payload"]["user"], "bob");
+    let r = get(one["id"].as_str().unwrap(), Some(&reader));
+    assert_eq!(r.status, 200);
+    let v = json(&r.body);
+    assert_eq!(v["topic"], topic.as_str());
+    assert!(v["lastEventID"].is_string());
+    let r = get(
+        &format!(
+            "/.well-known/mercure/subscriptions/{}/urn%3Auuid%3Anobody",
+            enc(topic)
+        ),
+        Some(&reader),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(get("/.well-known/mercure/subscriptions", None).status, 401);
+    let weak = token(r#"{"mercure":{"subscribe":["https://example.com/{x}"]}}"#);
+    assert_eq!(
+        get("/.well-known/mercure/subscriptions", Some(&weak)).status,
+        403
+    );
+    drop(subs);
+
+    // Off by default.
+    let off = Server::start(&["--workers", "1"]);
+    let r = raw_request(
+        &off,
+        format!("GET /.well-known/mercure/subscriptions HTTP/1.1\r\nAuthorization: Bearer {reader}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 404);
+}

@@ -6,6 +6,7 @@
 //! when it becomes an idle subscriber: the long-lived future holds a stream, an id and a
 //! handle to the core, nothing more.
 
+mod api;
 mod publisher;
 mod subscriber;
 
@@ -22,6 +23,7 @@ use glommio::net::TcpStream;
 
 use crate::error::HttpError;
 use crate::http::{self, Method, Request, MERCURE_PATH};
+use crate::hub::subscriptions;
 use crate::runtime::{Core, Stats};
 
 /// How long a closing connection is drained before it is dropped, so the client reads our
@@ -127,7 +129,18 @@ async fn requests(
                 }
             }
             (None, true, _) => HttpError::MethodNotAllowed("GET, POST, OPTIONS"),
-            (None, false, _) => HttpError::NotFound,
+            (None, false, method) => match subscriptions::parse_path(&req.path) {
+                Some(_) if !core.cfg.subscriptions => HttpError::NotFound,
+                Some(query) if method == Method::Get => {
+                    if api::handle(core, &mut stream, &req, &query, &cors, conn_id).await {
+                        continue;
+                    }
+                    linger(stream).await;
+                    return None;
+                }
+                Some(_) => HttpError::MethodNotAllowed("GET"),
+                None => HttpError::NotFound,
+            },
         };
         // An unread body would be parsed as the next request: close instead.
         let has_body = req.content_length.unwrap_or(0) > 0 || req.has_transfer_encoding;

@@ -25,7 +25,8 @@ use crate::http::{parse_form, Request};
 use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
-use crate::hub::shard::{wants, NewSubscriber, Next};
+use crate::hub::shard::{wants, Departed, NewSubscriber, Next};
+use crate::hub::subscriptions::{self, SubscriberInfo};
 use crate::net::sys;
 use crate::runtime::{Core, Stats};
 
@@ -42,6 +43,8 @@ struct Subscription {
     rights: Option<Vec<Selector>>,
     /// The token's `exp`, if any: the stream is closed then.
     expires: Option<u64>,
+    /// The token's `mercure.payload`, as JSON text (for subscription events).
+    payload: Option<String>,
 }
 
 fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpError> {
@@ -75,12 +78,13 @@ fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpEr
         query_token.as_deref(),
         req.cookie.as_deref(),
     )?;
-    let (rights, expires) = match token {
+    let (rights, expires, payload) = match token {
         Some(token) => {
             let claims = core.subscriber_auth.verify(token)?;
-            (subscribe_rights(&claims.mercure), claims.exp)
+            let payload = claims.mercure.payload.as_ref().map(|p| p.to_string());
+            (subscribe_rights(&claims.mercure), claims.exp, payload)
         }
-        None if core.cfg.anonymous => (None, None),
+        None if core.cfg.anonymous => (None, None, None),
         None => return Err(HttpError::Unauthorized("missing subscriber token")),
     };
     Ok(Subscription {
@@ -88,6 +92,7 @@ fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpEr
         last_event_id: req.last_event_id.clone().or(query_last_id),
         rights,
         expires,
+        payload,
     })
 }
 
@@ -155,6 +160,17 @@ pub async fn open(
                 (events, Some(header))
             }
         };
+        let info = core.cfg.subscriptions.then(|| {
+            Box::new(SubscriberInfo {
+                id: format!("urn:uuid:{}", uuid::Uuid::new_v4()).into(),
+                payload: sub.payload.map(Into::into),
+            })
+        });
+        if let Some(info) = &info {
+            for sel in &selectors {
+                core.submit(subscriptions::event(sel.as_str(), info, true));
+            }
+        }
         let id = shard.add(NewSubscriber {
             selectors,
             rights: sub.rights,
@@ -162,6 +178,7 @@ pub async fn open(
             after_seq: history.newest_seq(),
             expires: sub.expires,
             serial: core.next_serial(),
+            info,
         });
         (
             id,
@@ -198,7 +215,16 @@ pub async fn stream(core: &Core, mut live: Live, conn_id: u64) {
 fn finish(core: &Core, stream: Box<TcpStream>, id: usize, conn_id: u64, end: io::Result<End>) {
     // Leave the shard before the stream (and its fd) is dropped: a shard entry must never
     // name a closed fd.
-    core.shard.borrow_mut().remove(id);
+    let departed = core.shard.borrow_mut().remove(id);
+    if let Some(Departed {
+        selectors,
+        info: Some(info),
+    }) = departed
+    {
+        for sel in selectors.iter() {
+            core.submit(subscriptions::event(sel.as_str(), &info, false));
+        }
+    }
     core.subscriber_gone();
     let end = end.unwrap_or_else(|e| {
         if e.kind() == io::ErrorKind::TimedOut {

@@ -77,6 +77,11 @@ impl History {
         self.events.back().map_or(0, |e| e.seq)
     }
 
+    /// Id of the newest retained event.
+    pub fn newest_id(&self) -> Option<String> {
+        self.events.back().map(|e| e.id.to_string())
+    }
+
     /// Whether no event is retained.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()

@@ -6,3 +6,4 @@ pub mod history;
 pub mod publish;
 pub mod selector;
 pub mod shard;
+pub mod subscriptions;

@@ -18,6 +18,7 @@ use slab::Slab;
 
 use super::event::{Event, HEARTBEAT};
 use super::selector::Selector;
+use super::subscriptions::{SubscriberInfo, SubscriptionInfo};
 use crate::net::sys;
 
 /// Why a subscriber was closed by the gateway.
@@ -68,6 +69,8 @@ struct Subscriber {
     rights: Option<Box<[Selector]>>,
     /// Unique per core, so a stale expiry entry never closes a reused slot.
     serial: u64,
+    /// Id and payload for the subscriptions feature (only when `subscriptions` is on).
+    info: Option<Box<SubscriberInfo>>,
     state: State,
     /// The socket, so a drop can abort a write in progress.
     fd: RawFd,
@@ -87,6 +90,16 @@ pub struct NewSubscriber {
     pub expires: Option<u64>,
     /// Unique per core.
     pub serial: u64,
+    /// Id and payload, when the subscriptions feature is on.
+    pub info: Option<Box<SubscriberInfo>>,
+}
+
+/// A removed subscriber's selectors and subscriptions info.
+pub struct Departed {
+    /// Its topic selectors.
+    pub selectors: Box<[Selector]>,
+    /// Its id and payload, when the subscriptions feature is on.
+    pub info: Option<Box<SubscriberInfo>>,
 }
 
 /// Counts returned by a fan-out.
@@ -169,6 +182,7 @@ impl Shard {
             selectors: new.selectors.into_boxed_slice(),
             rights: new.rights.map(Vec::into_boxed_slice),
             serial: new.serial,
+            info: new.info,
             state: State::Open,
             fd: new.fd,
         });
@@ -217,15 +231,38 @@ impl Shard {
         }
     }
 
-    /// Forgets a subscriber whose writer has finished.
-    pub fn remove(&mut self, id: usize) {
+    /// Forgets a subscriber whose writer has finished; returns what the subscription events
+    /// announcing its departure need.
+    pub fn remove(&mut self, id: usize) -> Option<Departed> {
         if matches!(
             self.subs.get(id).map(|s| s.state),
             Some(State::Open | State::Draining)
         ) {
             self.unindex(id);
         }
-        self.subs.try_remove(id);
+        self.subs.try_remove(id).map(|s| Departed {
+            selectors: s.selectors,
+            info: s.info,
+        })
+    }
+
+    /// This core's active subscriptions (one per selector of each subscriber).
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        let mut out = Vec::new();
+        for (_, sub) in self.subs.iter() {
+            let Some(info) = &sub.info else { continue };
+            if sub.state != State::Open {
+                continue;
+            }
+            for sel in sub.selectors.iter() {
+                out.push(SubscriptionInfo {
+                    topic: sel.as_str().to_owned(),
+                    subscriber: info.id.to_string(),
+                    payload: info.payload.as_deref().map(str::to_owned),
+                });
+            }
+        }
+        out
     }
 
     /// Queues `ev` for every local subscriber that wants it.
@@ -440,6 +477,7 @@ mod tests {
             after_seq: 0,
             expires: None,
             serial: 0,
+            info: None,
         }
     }
 
@@ -530,6 +568,7 @@ mod private_tests {
             after_seq: 0,
             expires,
             serial: 7,
+            info: None,
         })
     }
 

@@ -23,6 +23,7 @@ use crate::http::Cors;
 use crate::hub::event::{encode, Event, Update};
 use crate::hub::history::History;
 use crate::hub::shard::Shard;
+use crate::hub::subscriptions::SubscriptionInfo;
 use crate::net::{listener, sys};
 
 /// The core that sequences every event (single-node mode).
@@ -66,8 +67,27 @@ pub enum CoreMsg {
     },
     /// To the sequencer, at shutdown: this core has no publish in flight any more.
     Drained,
+    /// To every other core: list your subscriptions (subscriptions API).
+    ListSubscriptions {
+        /// Core to answer.
+        origin: Origin,
+    },
+    /// The answer to [`CoreMsg::ListSubscriptions`].
+    Subscriptions {
+        /// The request's token on the asking core.
+        token: u64,
+        /// That core's active subscriptions.
+        list: Vec<SubscriptionInfo>,
+    },
     /// From the sequencer, at shutdown: every event has been sent; close subscribers.
     Flush,
+}
+
+/// A subscriptions listing waiting for the other cores' answers.
+struct Listing {
+    items: Vec<SubscriptionInfo>,
+    remaining: usize,
+    done: Option<oneshot::Sender<Vec<SubscriptionInfo>>>,
 }
 
 /// A core's state, shared by its tasks through `Rc` (never across threads).
@@ -99,6 +119,10 @@ pub struct Core {
     sequencer_tx: Option<LocalSender<(Update, Origin)>>,
     /// Publishers on this core waiting for their event to come back sequenced.
     pending: RefCell<HashMap<u64, oneshot::Sender<()>>>,
+    /// Subscription listings being gathered from the other cores.
+    listings: RefCell<HashMap<u64, Listing>>,
+    /// Core 0 only: updates in the sequencer's inbox or being sequenced.
+    sequencing: Cell<usize>,
     next_token: Cell<u64>,
     inflight: Cell<usize>,
     stopping: Cell<bool>,
@@ -157,24 +181,12 @@ impl Core {
         if self.stopping.get() {
             return Err(HttpError::Unavailable("shutting down"));
         }
-        let token = self.next_token.get();
-        self.next_token.set(token + 1);
-        let origin = Origin {
-            core: self.index,
-            token,
-        };
+        let token = self.token();
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(token, tx);
-        let sent = match &self.sequencer_tx {
-            Some(seq) => seq.try_send((update, origin)).is_ok(),
-            None => self
-                .mesh
-                .try_send_to(SEQUENCER, CoreMsg::Publish { origin, update })
-                .is_ok(),
-        };
-        if !sent {
+        if let Err(e) = self.send_to_sequencer(update, token) {
             self.pending.borrow_mut().remove(&token);
-            return Err(HttpError::Unavailable("publish queue full"));
+            return Err(e);
         }
         self.inflight.set(self.inflight.get() + 1);
         let done = rx.await;
@@ -184,6 +196,106 @@ impl Core {
         }
         Stats::add(&self.stats.published, 1);
         done.map_err(|_| HttpError::Unavailable("shutting down"))
+    }
+
+    /// Hands an update the gateway makes itself (subscription events) to the sequencer,
+    /// without waiting for it. Dropped when stopping or when the inbox is full.
+    pub fn submit(&self, update: Update) {
+        if self.stopping.get() {
+            return;
+        }
+        let token = self.token();
+        if self.send_to_sequencer(update, token).is_err() {
+            tracing::warn!(
+                core = self.index,
+                "sequencer inbox full: gateway update dropped"
+            );
+        }
+    }
+
+    fn token(&self) -> u64 {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        token
+    }
+
+    fn send_to_sequencer(&self, update: Update, token: u64) -> Result<(), HttpError> {
+        let origin = Origin {
+            core: self.index,
+            token,
+        };
+        let sent = match &self.sequencer_tx {
+            Some(seq) => {
+                let ok = seq.try_send((update, origin)).is_ok();
+                if ok {
+                    self.sequencing.set(self.sequencing.get() + 1);
+                }
+                ok
+            }
+            None => self
+                .mesh
+                .try_send_to(SEQUENCER, CoreMsg::Publish { origin, update })
+                .is_ok(),
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(HttpError::Unavailable("publish queue full"))
+        }
+    }
+
+    /// The active subscriptions of every core, gathered through the mesh.
+    pub async fn gather_subscriptions(&self) -> Result<Vec<SubscriptionInfo>, HttpError> {
+        let mut items = self.shard.borrow().subscriptions();
+        if self.workers == 1 {
+            return Ok(items);
+        }
+        let token = self.token();
+        let (tx, rx) = oneshot::channel();
+        self.listings.borrow_mut().insert(
+            token,
+            Listing {
+                items: Vec::new(),
+                remaining: self.workers - 1,
+                done: Some(tx),
+            },
+        );
+        let origin = Origin {
+            core: self.index,
+            token,
+        };
+        for peer in (0..self.workers).filter(|&p| p != self.index) {
+            if self
+                .mesh
+                .send_to(peer, CoreMsg::ListSubscriptions { origin })
+                .await
+                .is_err()
+            {
+                self.listings.borrow_mut().remove(&token);
+                return Err(HttpError::Unavailable("a core is not answering"));
+            }
+        }
+        let others = rx
+            .await
+            .map_err(|_| HttpError::Unavailable("shutting down"))?;
+        items.extend(others);
+        Ok(items)
+    }
+
+    fn listing_reply(&self, token: u64, list: Vec<SubscriptionInfo>) {
+        let mut listings = self.listings.borrow_mut();
+        let Some(l) = listings.get_mut(&token) else {
+            return;
+        };
+        l.items.extend(list);
+        l.remaining -= 1;
+        if l.remaining == 0 {
+            if let Some(l) = listings.remove(&token) {
+                if let Some(done) = l.done {
+                    let _ = done.send(l.items);
+                }
+            }
+        }
     }
 
     /// Applies a sequenced event on this core: history, local fan-out, and the waiting
@@ -249,6 +361,10 @@ async fn run_sequencer(core: Rc<Core>, inbox: LocalReceiver<(Update, Origin)>) {
             },
             origin,
         );
+        core.sequencing.set(core.sequencing.get() - 1);
+        if core.sequencing.get() == 0 {
+            core.notify();
+        }
     }
 }
 
@@ -258,9 +374,21 @@ async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: u
         match msg {
             CoreMsg::Publish { origin, update } => {
                 if let Some(tx) = &core.sequencer_tx {
-                    let _ = tx.send((update, origin)).await;
+                    core.sequencing.set(core.sequencing.get() + 1);
+                    if tx.send((update, origin)).await.is_err() {
+                        core.sequencing.set(core.sequencing.get() - 1);
+                    }
                 }
             }
+            CoreMsg::ListSubscriptions { origin } => {
+                let list = core.shard.borrow().subscriptions();
+                let reply = CoreMsg::Subscriptions {
+                    token: origin.token,
+                    list,
+                };
+                let _ = core.mesh.send_to(origin.core, reply).await;
+            }
+            CoreMsg::Subscriptions { token, list } => core.listing_reply(token, list),
             CoreMsg::Event {
                 seq,
                 id,
@@ -362,6 +490,8 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         mesh,
         sequencer_tx,
         pending: RefCell::new(HashMap::new()),
+        listings: RefCell::new(HashMap::new()),
+        sequencing: Cell::new(0),
         next_token: Cell::new(0),
         inflight: Cell::new(0),
         stopping: Cell::new(false),
@@ -411,10 +541,15 @@ async fn shutdown(core: &Rc<Core>) {
     core.stopping.set(true);
     core.notify();
     core.wait_until(|c| c.inflight.get() == 0).await;
+    if core.index == SEQUENCER {
+        core.wait_until(|c| c.drained_peers.get() == c.workers - 1)
+            .await;
+        // Updates the gateway submitted without waiting (subscription events) may still be
+        // in the inbox: sequence them before the last Flush.
+        core.wait_until(|c| c.sequencing.get() == 0).await;
+    }
     if core.workers > 1 {
         if core.index == SEQUENCER {
-            core.wait_until(|c| c.drained_peers.get() == c.workers - 1)
-                .await;
             for peer in 1..core.workers {
                 let _ = core.mesh.send_to(peer, CoreMsg::Flush).await;
             }

@@ -1,0 +1,70 @@
+//! ③ The subscriptions API (`GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`):
+//! authorized like a subscription, answered from every core's shard gathered over the mesh.
+
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::publisher::query_param;
+use crate::auth::{find_token, subscribe_rights};
+use crate::error::HttpError;
+use crate::http::Request;
+use crate::hub::subscriptions::{self, Query};
+use crate::runtime::Core;
+
+/// Answers one API request; returns the response to write, or the error.
+pub async fn respond(
+    core: &Core,
+    req: &Request,
+    query: &Query,
+    cors: &str,
+) -> Result<Vec<u8>, HttpError> {
+    // The spec: the client must present a token whose mercure.subscribe selectors match the
+    // requested URL.
+    let query_token = query_param(&req.query, "authorization")?;
+    let token = find_token(
+        req.authorization.as_deref(),
+        query_token.as_deref(),
+        req.cookie.as_deref(),
+    )?
+    .ok_or(HttpError::Unauthorized("missing subscriber token"))?;
+    let claims = core.subscriber_auth.verify(token)?;
+    let allowed = subscribe_rights(&claims.mercure)
+        .is_some_and(|rights| rights.iter().any(|s| s.matches(&req.path)));
+    if !allowed {
+        return Err(HttpError::Forbidden(
+            "token's mercure.subscribe does not cover this URL",
+        ));
+    }
+    let all = core.gather_subscriptions().await?;
+    let last_event_id = core
+        .history
+        .borrow()
+        .newest_id()
+        .unwrap_or_else(|| "earliest".into());
+    let body =
+        subscriptions::render(&req.path, query, &all, &last_event_id).ok_or(HttpError::NotFound)?;
+    Ok(format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/ld+json\r\nCache-Control: must-revalidate\r\nContent-Length: {}\r\nConnection: {}\r\n{cors}\r\n{body}",
+        body.len(),
+        if req.keep_alive { "keep-alive" } else { "close" },
+    )
+    .into_bytes())
+}
+
+/// Writes the API's answer or error. Returns whether the connection may be reused.
+pub async fn handle(
+    core: &Core,
+    stream: &mut TcpStream,
+    req: &Request,
+    query: &Query,
+    cors: &str,
+    conn_id: u64,
+) -> bool {
+    match respond(core, req, query, cors).await {
+        Ok(resp) => stream.write_all(&resp).await.is_ok() && req.keep_alive,
+        Err(e) => {
+            let keep = req.keep_alive && !e.closes_connection();
+            super::reply_error(core, stream, conn_id, &e, keep, cors).await && keep
+        }
+    }
+}
