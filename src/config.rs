@@ -48,6 +48,11 @@ pub struct Config {
     /// A subscriber that has not been written to for this long gets a `:` comment line.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// Longest a subscriber stream stays open (jittered down by up to 20%, so reconnects
+    /// spread out); the stream then ends cleanly and the client reconnects and resumes,
+    /// which rebalances connections over cores and processes. None: unlimited.
+    #[serde(with = "humantime_serde")]
+    pub max_stream_duration: Option<Duration>,
     /// A subscriber whose writes make no progress for this long is disconnected.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
@@ -116,6 +121,7 @@ impl Default for Config {
             history_size: 10_000,
             history_max_age: None,
             heartbeat_interval: Duration::from_secs(15),
+            max_stream_duration: None,
             write_timeout: Duration::from_secs(30),
             max_queued_bytes: 1 << 20,
             max_connections: 100_000,
@@ -319,6 +325,9 @@ pub struct Cli {
     /// Heartbeat period, e.g. "15s".
     #[arg(long, value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Option<Duration>,
+    /// Longest a subscriber stream stays open, e.g. "1h".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_stream_duration: Option<Duration>,
     /// Write stall before a subscriber is dropped, e.g. "30s".
     #[arg(long, value_parser = humantime::parse_duration)]
     pub write_timeout: Option<Duration>,
@@ -402,6 +411,9 @@ impl Cli {
         }
         if let Some(v) = self.history_max_age {
             c.history_max_age = Some(v);
+        }
+        if let Some(v) = self.max_stream_duration {
+            c.max_stream_duration = Some(v);
         }
         Ok(c)
     }

@@ -133,3 +133,66 @@ fn history_max_age_drops_old_events() {
     assert_eq!(sub.expect_event().data, "new");
     assert_eq!(sub.next(Duration::from_millis(50)), common::Got::Timeout);
 }
+
+#[test]
+fn streams_ended_by_max_stream_duration_resume_without_gap() {
+    let server = Server::start(&[
+        "--workers",
+        "2",
+        "--max-stream-duration",
+        "300ms",
+        "--heartbeat-interval",
+        "100ms",
+    ]);
+    // Subscribed before the first publish: every event must arrive.
+    let mut sub = server.subscribe("topic=t", &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = background_publisher(&server, stop.clone());
+    let mut seen: Vec<String> = Vec::new();
+    let mut closes = 0;
+    let start = std::time::Instant::now();
+    // Read like an EventSource: when the server ends the stream, reconnect with the last id.
+    while closes < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "only {closes} server closes"
+        );
+        match sub.next(Duration::from_secs(5)) {
+            common::Got::Event(e) => seen.push(e.id.unwrap()),
+            common::Got::Closed => {
+                closes += 1;
+                let last = seen.last().cloned().unwrap_or_else(|| "earliest".into());
+                sub = server.subscribe("topic=t", &[("Last-Event-ID", &last)]);
+            }
+            common::Got::Timeout => panic!("no event for 5 s"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let published = publisher.join().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.last() != published.last() && std::time::Instant::now() < deadline {
+        match sub.next(Duration::from_secs(2)) {
+            common::Got::Event(e) => seen.push(e.id.unwrap()),
+            common::Got::Closed => {
+                let last = seen.last().cloned().unwrap();
+                sub = server.subscribe("topic=t", &[("Last-Event-ID", &last)]);
+            }
+            common::Got::Timeout => break,
+        }
+    }
+    if seen != published {
+        let pos = |id: &String| published.iter().position(|p| p == id);
+        let positions: Vec<_> = seen.iter().map(pos).collect();
+        let breaks: Vec<_> = positions
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1] != w[0].map(|p| p + 1))
+            .map(|(i, w)| (i, w[0], w[1]))
+            .collect();
+        panic!(
+            "gap or duplicate across server-ended streams: seen {} of {}, breaks (index, from, to): {breaks:?}",
+            seen.len(),
+            published.len()
+        );
+    }
+}

@@ -28,7 +28,10 @@ use crate::hub::selector::Selector;
 use crate::hub::shard::{wants, Departed, NewSubscriber, Next};
 use crate::hub::subscriptions::{self, SubscriberInfo};
 use crate::net::sys;
-use crate::runtime::{Core, Stats};
+use crate::runtime::{unix_millis, Core, Stats};
+
+/// Longest a resume waits for this core to receive the event it resumes after.
+const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Replayed events are coalesced into writes of about this size.
 const REPLAY_BATCH: usize = 64 * 1024;
@@ -136,6 +139,10 @@ pub async fn open(
     };
     drop(req);
     let _ = stream.set_write_timeout(Some(core.cfg.write_timeout));
+    if let Some(last) = sub.last_event_id.as_deref().filter(|id| *id != "earliest") {
+        // This core may be a few events behind the one the client was on.
+        core.catch_up_to(last, CATCH_UP_LIMIT).await;
+    }
 
     // Registration and the replay snapshot happen in one synchronous step: no event can
     // land between them, so the replay and the live stream neither overlap nor leave a gap.
@@ -177,6 +184,12 @@ pub async fn open(
             fd: stream.as_raw_fd(),
             after_seq: history.newest_seq(),
             expires: sub.expires,
+            lifetime_ends: core.cfg.max_stream_duration.map(|d| {
+                // 80–100% of the configured duration, so streams opened together do not all
+                // reconnect together.
+                let ms = d.as_millis() as u64;
+                unix_millis() + ms - (ms / 5) * (fastrand::u64(0..=1000)) / 1000
+            }),
             serial: core.next_serial(),
             info,
         });

@@ -77,6 +77,16 @@ impl History {
         self.events.back().map_or(0, |e| e.seq)
     }
 
+    /// Whether an event with this id is retained.
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Seq of the latest retained event with this id.
+    pub fn seq_of(&self, id: &str) -> Option<u64> {
+        self.by_id.get(id).copied()
+    }
+
     /// Id of the newest retained event.
     pub fn newest_id(&self) -> Option<String> {
         self.events.back().map(|e| e.id.to_string())

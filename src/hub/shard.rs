@@ -86,12 +86,31 @@ pub struct NewSubscriber {
     pub fd: RawFd,
     /// Newest seq already in history: live delivery starts after it.
     pub after_seq: u64,
-    /// Token expiry (seconds since the epoch), if the token has `exp`.
+    /// Token expiry (seconds since the epoch), if the token has `exp`: closed then.
     pub expires: Option<u64>,
+    /// End of the stream's lifetime (milliseconds since the epoch), if
+    /// `max_stream_duration` is set: drained and closed then, so the client reconnects.
+    pub lifetime_ends: Option<u64>,
     /// Unique per core.
     pub serial: u64,
     /// Id and payload, when the subscriptions feature is on.
     pub info: Option<Box<SubscriberInfo>>,
+}
+
+/// What a deadline ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Deadline {
+    TokenExpiry,
+    Lifetime,
+}
+
+/// Subscribers ended by [`Shard::deadlines`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// Closed because their token expired.
+    pub tokens: usize,
+    /// Drained because `max_stream_duration` passed.
+    pub lifetimes: usize,
 }
 
 /// A removed subscriber's selectors and subscriptions info.
@@ -120,8 +139,8 @@ pub struct Shard {
     /// selector per distinct text, shared by all the subscribers that use it, dropped with
     /// its last subscriber.
     patterns: HashMap<Box<str>, (Selector, IndexSet<usize>)>,
-    /// Token expiries: (exp, id, serial), soonest first.
-    expiries: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    /// Deadlines: (when in ms since the epoch, id, serial, what), soonest first.
+    deadlines: BinaryHeap<Reverse<(u64, usize, u64, Deadline)>>,
     max_queued_bytes: usize,
     /// Reused by fan-out for the subscribers to drop, so fan-out does not allocate.
     scratch: Vec<usize>,
@@ -146,7 +165,7 @@ impl Shard {
             subs: Slab::new(),
             exact: HashMap::new(),
             patterns: HashMap::new(),
-            expiries: BinaryHeap::new(),
+            deadlines: BinaryHeap::new(),
             max_queued_bytes,
             scratch: Vec::new(),
         }
@@ -187,7 +206,13 @@ impl Shard {
             fd: new.fd,
         });
         if let Some(exp) = new.expires {
-            self.expiries.push(Reverse((exp, id, new.serial)));
+            let at = exp.saturating_mul(1000);
+            self.deadlines
+                .push(Reverse((at, id, new.serial, Deadline::TokenExpiry)));
+        }
+        if let Some(at) = new.lifetime_ends {
+            self.deadlines
+                .push(Reverse((at, id, new.serial, Deadline::Lifetime)));
         }
         let sub = &self.subs[id];
         for sel in sub.selectors.iter() {
@@ -310,25 +335,37 @@ impl Shard {
         }
     }
 
-    /// Closes the subscribers whose token expired at or before `now` (seconds since the
-    /// epoch). Returns how many were closed.
-    pub fn expire_tokens(&mut self, now: u64) -> usize {
-        let mut closed = 0;
-        while let Some(&Reverse((exp, id, serial))) = self.expiries.peek() {
-            if exp > now {
+    /// Acts on the deadlines passed at `now_ms` (milliseconds since the epoch): a subscriber
+    /// whose token expired is closed at once; one whose lifetime ended is drained (what is
+    /// queued is written, then the stream ends cleanly and the client resumes elsewhere).
+    pub fn deadlines(&mut self, now_ms: u64) -> Expired {
+        let mut out = Expired::default();
+        while let Some(&Reverse((at, id, serial, what))) = self.deadlines.peek() {
+            if at > now_ms {
                 break;
             }
-            self.expiries.pop();
-            let live = self
-                .subs
-                .get(id)
-                .is_some_and(|s| s.serial == serial && s.state == State::Open);
-            if live {
-                self.drop_subscriber(id, DropReason::TokenExpired);
-                closed += 1;
+            self.deadlines.pop();
+            let Some(sub) = self.subs.get_mut(id) else {
+                continue;
+            };
+            if sub.serial != serial || sub.state != State::Open {
+                continue;
+            }
+            match what {
+                Deadline::TokenExpiry => {
+                    self.drop_subscriber(id, DropReason::TokenExpired);
+                    out.tokens += 1;
+                }
+                Deadline::Lifetime => {
+                    sub.state = State::Draining;
+                    if let Some(w) = sub.waker.take() {
+                        w.wake();
+                    }
+                    out.lifetimes += 1;
+                }
             }
         }
-        closed
+        out
     }
 
     /// Asks every subscriber to flush what it has and close (graceful shutdown).
@@ -476,6 +513,7 @@ mod tests {
             fd: -1,
             after_seq: 0,
             expires: None,
+            lifetime_ends: None,
             serial: 0,
             info: None,
         }
@@ -567,6 +605,7 @@ mod private_tests {
             fd: -1,
             after_seq: 0,
             expires,
+            lifetime_ends: None,
             serial: 7,
             info: None,
         })
@@ -618,8 +657,8 @@ mod private_tests {
         let mut s = Shard::new(1 << 20);
         let a = add(&mut s, &["t"], None, Some(100));
         add(&mut s, &["t"], None, Some(200));
-        assert_eq!(s.expire_tokens(99), 0);
-        assert_eq!(s.expire_tokens(150), 1);
+        assert_eq!(s.deadlines(99_000).tokens, 0);
+        assert_eq!(s.deadlines(150_000).tokens, 1);
         let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
             Poll::Ready(cx.waker().clone())
         }));
@@ -627,7 +666,7 @@ mod private_tests {
             s.poll_next(a, &mut Context::from_waker(&waker)),
             Poll::Ready(Next::Dropped(DropReason::TokenExpired))
         );
-        assert_eq!(s.expire_tokens(150), 0);
-        assert_eq!(s.expire_tokens(1000), 1);
+        assert_eq!(s.deadlines(150_000).tokens, 0);
+        assert_eq!(s.deadlines(1_000_000).tokens, 1);
     }
 }

@@ -67,6 +67,21 @@ pub enum CoreMsg {
     },
     /// To the sequencer, at shutdown: this core has no publish in flight any more.
     Drained,
+    /// To the sequencer: where is this event id in the order (a resume on a core that has
+    /// not received it yet)?
+    Locate {
+        /// Core to answer.
+        origin: Origin,
+        /// The `Last-Event-ID` asked for.
+        id: String,
+    },
+    /// The answer to [`CoreMsg::Locate`]: the event's seq, if the sequencer knows it.
+    Located {
+        /// The request's token on the asking core.
+        token: u64,
+        /// Seq of the id in the sequencer's history.
+        seq: Option<u64>,
+    },
     /// To every other core: list your subscriptions (subscriptions API).
     ListSubscriptions {
         /// Core to answer.
@@ -121,6 +136,12 @@ pub struct Core {
     pending: RefCell<HashMap<u64, oneshot::Sender<()>>>,
     /// Subscription listings being gathered from the other cores.
     listings: RefCell<HashMap<u64, Listing>>,
+    /// Resumes waiting for the sequencer to locate an id.
+    locating: RefCell<HashMap<u64, oneshot::Sender<Option<u64>>>>,
+    /// Seq of the last event applied on this core.
+    applied_seq: Cell<u64>,
+    /// Tasks waiting for `applied_seq` to reach a value (so apply notifies only then).
+    seq_waiters: Cell<usize>,
     /// Core 0 only: updates in the sequencer's inbox or being sequenced.
     sequencing: Cell<usize>,
     next_token: Cell<u64>,
@@ -244,6 +265,38 @@ impl Core {
         }
     }
 
+    /// Makes sure this core has applied the event `id` names, if the sequencer has it: a
+    /// client that saw it on another core (which may be a few events ahead of this one)
+    /// must resume after it here, not from the start. Bounded by `limit`.
+    pub async fn catch_up_to(&self, id: &str, limit: std::time::Duration) {
+        if self.index == SEQUENCER || self.history.borrow().contains(id) {
+            return;
+        }
+        let token = self.token();
+        let (tx, rx) = oneshot::channel();
+        self.locating.borrow_mut().insert(token, tx);
+        let origin = Origin {
+            core: self.index,
+            token,
+        };
+        let ask = CoreMsg::Locate {
+            origin,
+            id: id.to_owned(),
+        };
+        let wait = async {
+            if self.mesh.send_to(SEQUENCER, ask).await.is_err() {
+                return;
+            }
+            if let Ok(Some(seq)) = rx.await {
+                self.seq_waiters.set(self.seq_waiters.get() + 1);
+                self.wait_until(|c| c.applied_seq.get() >= seq).await;
+                self.seq_waiters.set(self.seq_waiters.get() - 1);
+            }
+        };
+        future::or(wait, glommio::timer::sleep(limit)).await;
+        self.locating.borrow_mut().remove(&token);
+    }
+
     /// The active subscriptions of every core, gathered through the mesh.
     pub async fn gather_subscriptions(&self) -> Result<Vec<SubscriptionInfo>, HttpError> {
         let mut items = self.shard.borrow().subscriptions();
@@ -301,6 +354,10 @@ impl Core {
     /// Applies a sequenced event on this core: history, local fan-out, and the waiting
     /// publisher's acknowledgement.
     fn apply(&self, ev: Event, origin: Origin) {
+        self.applied_seq.set(ev.seq);
+        if self.seq_waiters.get() > 0 {
+            self.notify();
+        }
         let ev = Rc::new(ev);
         {
             let mut h = self.history.borrow_mut();
@@ -334,22 +391,23 @@ async fn run_sequencer(core: Rc<Core>, inbox: LocalReceiver<(Update, Origin)>) {
         next_seq += 1;
         let frame = encode(&update);
         let at = Instant::now();
-        for peer in (0..core.workers).filter(|&p| p != core.index) {
-            let msg = CoreMsg::Event {
-                seq,
-                id: update.id.clone(),
-                topics: update.topics.clone(),
-                private: update.private,
-                frame: frame.clone(),
-                at,
-                origin,
-            };
-            // Waits only if that core is behind by MESH_CAPACITY events: back-pressure
-            // between cores, never on a subscriber.
-            if core.mesh.send_to(peer, msg).await.is_err() {
-                tracing::warn!(peer, "core channel closed; event not forwarded");
-            }
-        }
+        let peers: Vec<_> = (0..core.workers)
+            .filter(|&p| p != core.index)
+            .map(|peer| {
+                let msg = CoreMsg::Event {
+                    seq,
+                    id: update.id.clone(),
+                    topics: update.topics.clone(),
+                    private: update.private,
+                    frame: frame.clone(),
+                    at,
+                    origin,
+                };
+                (peer, msg)
+            })
+            .collect();
+        // Applied here first: the sequencer's core is never behind another core, so it is
+        // the authority a resuming core asks about an id it does not know yet.
         core.apply(
             Event {
                 seq,
@@ -361,6 +419,13 @@ async fn run_sequencer(core: Rc<Core>, inbox: LocalReceiver<(Update, Origin)>) {
             },
             origin,
         );
+        for (peer, msg) in peers {
+            // Waits only if that core is behind by MESH_CAPACITY events: back-pressure
+            // between cores, never on a subscriber.
+            if core.mesh.send_to(peer, msg).await.is_err() {
+                tracing::warn!(peer, "core channel closed; event not forwarded");
+            }
+        }
         core.sequencing.set(core.sequencing.get() - 1);
         if core.sequencing.get() == 0 {
             core.notify();
@@ -389,6 +454,19 @@ async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: u
                 let _ = core.mesh.send_to(origin.core, reply).await;
             }
             CoreMsg::Subscriptions { token, list } => core.listing_reply(token, list),
+            CoreMsg::Locate { origin, id } => {
+                let seq = core.history.borrow().seq_of(&id);
+                let reply = CoreMsg::Located {
+                    token: origin.token,
+                    seq,
+                };
+                let _ = core.mesh.send_to(origin.core, reply).await;
+            }
+            CoreMsg::Located { token, seq } => {
+                if let Some(tx) = core.locating.borrow_mut().remove(&token) {
+                    let _ = tx.send(seq);
+                }
+            }
             CoreMsg::Event {
                 seq,
                 id,
@@ -422,9 +500,17 @@ async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: u
     }
 }
 
+/// Milliseconds since the Unix epoch (token `exp` and stream lifetimes are wall-clock).
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The per-core sweep. Heartbeats: each tick visits one slice of the table, so idle
 /// subscribers get their `:` line about every `heartbeat_interval`, spread over it. Token
-/// expiry: each tick (at most a second apart) closes the subscribers whose `exp` passed.
+/// expiry and stream lifetimes: each tick (at most a second apart) ends the subscribers whose
+/// deadline passed.
 async fn run_heartbeats(core: Rc<Core>) {
     let interval = core.cfg.heartbeat_interval;
     let phases = (interval.as_millis() / 5).clamp(1, 16) as usize;
@@ -437,15 +523,13 @@ async fn run_heartbeats(core: Rc<Core>) {
             break;
         }
         let now = Instant::now();
-        let unix_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let mut shard = core.shard.borrow_mut();
         let sent = shard.heartbeat_step(phase, phases, now, interval);
-        let expired = shard.expire_tokens(unix_now);
+        let expired = shard.deadlines(unix_millis());
         drop(shard);
         Stats::add(&core.stats.heartbeats, sent as u64);
-        Stats::add(&core.stats.tokens_expired, expired as u64);
+        Stats::add(&core.stats.tokens_expired, expired.tokens as u64);
+        Stats::add(&core.stats.lifetimes_ended, expired.lifetimes as u64);
         if phase == 0 {
             core.history.borrow_mut().expire(now);
         }
@@ -491,6 +575,9 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         sequencer_tx,
         pending: RefCell::new(HashMap::new()),
         listings: RefCell::new(HashMap::new()),
+        locating: RefCell::new(HashMap::new()),
+        applied_seq: Cell::new(0),
+        seq_waiters: Cell::new(0),
         sequencing: Cell::new(0),
         next_token: Cell::new(0),
         inflight: Cell::new(0),

@@ -5,7 +5,7 @@
 mod core;
 mod stats;
 
-pub use self::core::{Core, CoreMsg, Origin};
+pub use self::core::{unix_millis, Core, CoreMsg, Origin};
 pub use self::stats::Stats;
 
 use std::net::SocketAddr;

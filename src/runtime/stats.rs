@@ -28,6 +28,8 @@ pub struct Stats {
     pub write_timeouts: Cell<u64>,
     /// Subscribers closed because their token's `exp` passed.
     pub tokens_expired: Cell<u64>,
+    /// Subscriber streams ended by `max_stream_duration`.
+    pub lifetimes_ended: Cell<u64>,
     /// Heartbeat comments queued.
     pub heartbeats: Cell<u64>,
     /// Bytes handed to the kernel for subscribers.
