@@ -40,6 +40,9 @@ pub struct Config {
     /// Publish subscription events and serve the subscriptions API
     /// (`/.well-known/mercure/subscriptions`).
     pub subscriptions: bool,
+    /// Serve the debug page at `/` (subscribe and publish from a browser). Off by default;
+    /// keep it off in production.
+    pub ui: bool,
     /// Events kept in memory for `Last-Event-ID` resume.
     pub history_size: usize,
     /// Events older than this are dropped from history (none when absent).
@@ -118,6 +121,7 @@ impl Default for Config {
             anonymous: true,
             cors_origins: Vec::new(),
             subscriptions: false,
+            ui: false,
             history_size: 10_000,
             history_max_age: None,
             heartbeat_interval: Duration::from_secs(15),
@@ -313,6 +317,9 @@ pub struct Cli {
     /// Publish subscription events and serve the subscriptions API (true/false).
     #[arg(long)]
     pub subscriptions: Option<bool>,
+    /// Serve the debug page at / (true/false).
+    #[arg(long)]
+    pub ui: Option<bool>,
     /// Origin allowed for CORS (repeatable); replaces the file's list.
     #[arg(long = "cors-origin")]
     pub cors_origins: Vec<String>,
@@ -385,6 +392,7 @@ impl Cli {
             subscriber_jwt_algorithm,
             anonymous,
             subscriptions,
+            ui,
             history_size,
             heartbeat_interval,
             write_timeout,

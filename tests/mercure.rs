@@ -442,3 +442,21 @@ fn the_subscriptions_api_lists_subscribers_from_both_cores() {
     );
     assert_eq!(r.status, 404);
 }
+
+#[test]
+fn the_debug_page_is_served_only_when_ui_is_on() {
+    let on = Server::start(&["--workers", "1", "--ui", "true"]);
+    let r = raw_request(
+        &on,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].starts_with("text/html"));
+    assert!(r.body.contains("new EventSource(url)"));
+    let off = Server::start(&["--workers", "1"]);
+    let r = raw_request(
+        &off,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 404);
+}

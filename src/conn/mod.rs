@@ -129,6 +129,19 @@ async fn requests(
                 }
             }
             (None, true, _) => HttpError::MethodNotAllowed("GET, POST, OPTIONS"),
+            (None, false, Method::Get) if core.cfg.ui && req.path == "/" => {
+                let page = include_str!("../ui/index.html");
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{page}",
+                    page.len(),
+                    if req.keep_alive { "keep-alive" } else { "close" }
+                );
+                if stream.write_all(resp.as_bytes()).await.is_ok() && req.keep_alive {
+                    continue;
+                }
+                linger(stream).await;
+                return None;
+            }
             (None, false, method) => match subscriptions::parse_path(&req.path) {
                 Some(_) if !core.cfg.subscriptions => HttpError::NotFound,
                 Some(query) if method == Method::Get => {
