@@ -62,6 +62,17 @@ fn run() -> anyhow::Result<ExitCode> {
         running.local_addr, running.workers
     );
     tracing::info!(addr = %running.local_addr, workers = running.workers, "ready");
+    // systemd (Type=notify): ready only now that every core's listener is bound and serving.
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        let liveness = running.liveness.clone();
+        std::thread::Builder::new()
+            .name("ssegate-watchdog".into())
+            .spawn(move || watchdog(liveness, period))?;
+    }
     std::thread::Builder::new()
         .name("ssegate-join".into())
         .spawn(move || {
@@ -78,6 +89,10 @@ fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("draining"),
+    ]);
     stopper.stop();
     match events.recv_timeout(shutdown_timeout) {
         Ok(Happening::CoresExited(ok)) => {
@@ -96,6 +111,22 @@ fn run() -> anyhow::Result<ExitCode> {
             tracing::warn!("shutdown_timeout reached: exiting with connections open");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Pings the systemd watchdog at half its period, but only while every core's executor is
+/// running its tasks (each core's sweep ticks at least once a second; three missed ticks
+/// mean a stalled core). A stalled core therefore stops the pings and systemd restarts us.
+fn watchdog(liveness: runtime::Liveness, period: std::time::Duration) {
+    let every = period / 2;
+    let within = std::time::Duration::from_secs(3);
+    loop {
+        if liveness.all_responsive(within) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!("a core has not run for 3 s: withholding the watchdog ping");
+        }
+        std::thread::sleep(every);
     }
 }
 

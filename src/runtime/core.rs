@@ -129,6 +129,7 @@ pub struct Core {
     pub conns: Arc<AtomicUsize>,
     /// This core's counters.
     pub stats: Stats,
+    liveness: super::Liveness,
     mesh: Senders<CoreMsg>,
     /// Core 0 only: the sequencer's inbox (local and remote publishes, in arrival order).
     sequencer_tx: Option<LocalSender<(Update, Origin)>>,
@@ -523,6 +524,7 @@ async fn run_heartbeats(core: Rc<Core>) {
             break;
         }
         let now = Instant::now();
+        core.liveness.tick(core.index);
         let mut shard = core.shard.borrow_mut();
         let sent = shard.heartbeat_step(phase, phases, now, interval);
         let expired = shard.deadlines(unix_millis());
@@ -571,6 +573,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         next_serial: Cell::new(0),
         conns: boot.conns.clone(),
         stats: Stats::default(),
+        liveness: boot.liveness.clone(),
         mesh,
         sequencer_tx,
         pending: RefCell::new(HashMap::new()),
@@ -601,6 +604,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     for peer in (0..core.workers).filter(|&p| p != index) {
         glommio::spawn_local(run_receiver(core.clone(), receivers.clone(), peer)).detach();
     }
+    core.liveness.tick(index);
     glommio::spawn_local(run_heartbeats(core.clone())).detach();
     let accept = glommio::spawn_local(listener::run(core.clone(), sys::glommio_listener(fd)));
     let _ = boot.ready.send(index);

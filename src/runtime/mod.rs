@@ -10,9 +10,9 @@ pub use self::stats::Stats;
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
@@ -34,6 +34,8 @@ pub struct Running {
     pub local_addr: SocketAddr,
     /// Number of cores serving.
     pub workers: usize,
+    /// Each core's last sign of life.
+    pub liveness: Liveness,
     stop: Stopper,
     handles: Option<PoolThreadHandles<()>>,
 }
@@ -80,6 +82,41 @@ pub(crate) struct Boot {
     pub stop_rx: Mutex<Vec<Option<flume::Receiver<()>>>>,
     pub ready: flume::Sender<usize>,
     pub conns: Arc<AtomicUsize>,
+    pub liveness: Liveness,
+}
+
+/// When each core last showed it runs its tasks (its sweep ticks at least once a second),
+/// for the systemd watchdog. Written once per tick per core, never on the event path.
+#[derive(Clone)]
+pub struct Liveness {
+    start: Instant,
+    ticks: Arc<[AtomicU64]>,
+}
+
+impl Liveness {
+    fn new(cores: usize) -> Liveness {
+        Liveness {
+            start: Instant::now(),
+            ticks: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Records that `core` just ran.
+    pub fn tick(&self, core: usize) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        if let Some(t) = self.ticks.get(core) {
+            t.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether every core has ticked within `within`.
+    pub fn all_responsive(&self, within: Duration) -> bool {
+        let now = self.start.elapsed().as_millis() as u64;
+        let limit = within.as_millis() as u64;
+        self.ticks
+            .iter()
+            .all(|t| now.saturating_sub(t.load(Ordering::Relaxed)) <= limit)
+    }
 }
 
 /// Binds the listeners, starts one executor per core and returns once every core serves.
@@ -108,7 +145,9 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
         stop_rx: Mutex::new(stop_rx),
         ready: ready_tx,
         conns: Arc::new(AtomicUsize::new(0)),
+        liveness: Liveness::new(workers),
     });
+    let liveness = boot.liveness.clone();
     let mesh = MeshBuilder::full(workers, MESH_CAPACITY);
     let handles =
         LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(workers, CpuSet::online().ok()))
@@ -129,6 +168,7 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
     let mut running = Running {
         local_addr,
         workers,
+        liveness,
         stop: Stopper(stop),
         handles: Some(handles),
     };
