@@ -18,6 +18,9 @@ pub struct Config {
     /// Address every core's listener binds (SO_REUSEPORT). Port 0 picks a free port, shared
     /// by all cores.
     pub listen: SocketAddr,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), loopback by default; `"off"`
+    /// disables it.
+    pub admin_addr: String,
     /// Number of executors, one pinned per CPU. 0 means one per online CPU.
     pub workers: usize,
     /// Key that publisher JWTs are verified with: the HS256 secret, or for RS256/ES256 a PEM
@@ -113,6 +116,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_addr: "127.0.0.1:9090".into(),
             workers: 0,
             publisher_jwt_key: None,
             publisher_jwt_algorithm: JwtAlgorithm::HS256,
@@ -202,6 +206,12 @@ impl Config {
         if self.workers > 1024 {
             return Err(invalid("workers", "at most 1024"));
         }
+        if self.admin_addr != "off" && self.admin_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "admin_addr",
+                "must be an address like \"127.0.0.1:9090\", or \"off\"",
+            ));
+        }
         if self.history_size == 0 {
             return Err(invalid("history_size", "must be at least 1"));
         }
@@ -269,6 +279,11 @@ impl Config {
         Ok(())
     }
 
+    /// The admin listener's address, unless it is `"off"`.
+    pub fn admin(&self) -> Option<SocketAddr> {
+        self.admin_addr.parse().ok()
+    }
+
     /// The number of executors to start: `workers`, or one per online CPU when 0.
     pub fn effective_workers(&self) -> usize {
         if self.workers > 0 {
@@ -296,6 +311,9 @@ pub struct Cli {
     #[arg(long)]
     /// Address to listen on, e.g. 127.0.0.1:8080.
     pub listen: Option<SocketAddr>,
+    /// Admin listener address (/metrics, /healthz, /readyz), or "off".
+    #[arg(long)]
+    pub admin_addr: Option<String>,
     /// Executors (one pinned per CPU); 0 = one per online CPU.
     #[arg(long)]
     pub workers: Option<usize>,
@@ -387,6 +405,7 @@ impl Cli {
         }
         over!(
             listen,
+            admin_addr,
             workers,
             publisher_jwt_algorithm,
             subscriber_jwt_algorithm,

@@ -51,5 +51,6 @@ pub mod conn;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod net;
 pub mod runtime;

@@ -57,6 +57,9 @@ fn run() -> anyhow::Result<ExitCode> {
     let shutdown_timeout = cfg.shutdown_timeout;
     let mut running = runtime::start(cfg, key)?;
     let stopper = running.stopper();
+    if let Some(admin) = running.admin_addr {
+        println!("ssegate admin on {admin}");
+    }
     println!(
         "ssegate listening on {} (workers={})",
         running.local_addr, running.workers

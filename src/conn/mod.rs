@@ -6,6 +6,7 @@
 //! when it becomes an idle subscriber: the long-lived future holds a stream, an id and a
 //! handle to the core, nothing more.
 
+pub mod admin;
 mod api;
 mod publisher;
 mod subscriber;
@@ -48,6 +49,9 @@ struct Slot(Rc<Core>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.conns.fetch_sub(1, Ordering::Relaxed);
+        let stats = &self.0.stats;
+        stats.conns_open.set(stats.conns_open.get() - 1);
+        Stats::add(&stats.closed, 1);
     }
 }
 
@@ -60,6 +64,7 @@ impl Drop for Slot {
 /// it from phase to phase does not reserve room for a copy in each (futures are sized for
 /// every value they may hold, and rustc overlaps few of them).
 pub async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_capacity: bool) {
+    Stats::add(&core.stats.conns_open, 1);
     let _slot = Slot(core.clone());
     if let Some(live) = Box::pin(requests(&core, stream, conn_id, over_capacity)).await {
         subscriber::stream(&core, live, conn_id).await;
@@ -175,7 +180,7 @@ async fn reply_error(
     keep_alive: bool,
     cors: &str,
 ) -> bool {
-    Stats::add(&core.stats.client_errors, 1);
+    core.stats.refused(err.status());
     tracing::debug!(conn = conn_id, status = err.status(), reason = %err, "request refused");
     stream
         .write_all(&err.response_with(keep_alive, cors))

@@ -176,6 +176,11 @@ impl Shard {
         self.subs.len()
     }
 
+    /// Bytes queued for all subscribers, not yet taken by the kernel.
+    pub fn queued_bytes(&self) -> usize {
+        self.subs.iter().map(|(_, s)| s.queued_bytes).sum()
+    }
+
     /// Whether this core has no subscriber.
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()

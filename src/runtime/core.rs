@@ -15,6 +15,7 @@ use futures_lite::future;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
+use super::stats::Snapshot;
 use super::{Boot, Stats};
 use crate::auth::Verifier;
 use crate::config::Config;
@@ -82,27 +83,47 @@ pub enum CoreMsg {
         /// Seq of the id in the sequencer's history.
         seq: Option<u64>,
     },
-    /// To every other core: list your subscriptions (subscriptions API).
-    ListSubscriptions {
+    /// To every other core: report something about yourself.
+    Query {
         /// Core to answer.
         origin: Origin,
+        /// What to report.
+        kind: QueryKind,
     },
-    /// The answer to [`CoreMsg::ListSubscriptions`].
-    Subscriptions {
+    /// The answer to [`CoreMsg::Query`].
+    Answer {
         /// The request's token on the asking core.
         token: u64,
-        /// That core's active subscriptions.
-        list: Vec<SubscriptionInfo>,
+        /// The report.
+        answer: Answer,
     },
     /// From the sequencer, at shutdown: every event has been sent; close subscribers.
     Flush,
 }
 
-/// A subscriptions listing waiting for the other cores' answers.
-struct Listing {
-    items: Vec<SubscriptionInfo>,
+/// What a core can be asked about by another (answered from its own state, no lock).
+#[derive(Debug, Clone, Copy)]
+pub enum QueryKind {
+    /// Its active subscriptions (subscriptions API).
+    Subscriptions,
+    /// Its counters (metrics).
+    Stats,
+}
+
+/// A core's report.
+#[derive(Debug)]
+pub enum Answer {
+    /// Active subscriptions.
+    Subscriptions(Vec<SubscriptionInfo>),
+    /// Counters and gauges.
+    Stats(Box<Snapshot>),
+}
+
+/// A question to every core waiting for their answers.
+struct Gathering {
+    answers: Vec<Answer>,
     remaining: usize,
-    done: Option<oneshot::Sender<Vec<SubscriptionInfo>>>,
+    done: Option<oneshot::Sender<Vec<Answer>>>,
 }
 
 /// A core's state, shared by its tasks through `Rc` (never across threads).
@@ -135,8 +156,8 @@ pub struct Core {
     sequencer_tx: Option<LocalSender<(Update, Origin)>>,
     /// Publishers on this core waiting for their event to come back sequenced.
     pending: RefCell<HashMap<u64, oneshot::Sender<()>>>,
-    /// Subscription listings being gathered from the other cores.
-    listings: RefCell<HashMap<u64, Listing>>,
+    /// Questions to the other cores waiting for their answers.
+    gatherings: RefCell<HashMap<u64, Gathering>>,
     /// Resumes waiting for the sequencer to locate an id.
     locating: RefCell<HashMap<u64, oneshot::Sender<Option<u64>>>>,
     /// Seq of the last event applied on this core.
@@ -298,18 +319,34 @@ impl Core {
         self.locating.borrow_mut().remove(&token);
     }
 
-    /// The active subscriptions of every core, gathered through the mesh.
-    pub async fn gather_subscriptions(&self) -> Result<Vec<SubscriptionInfo>, HttpError> {
-        let mut items = self.shard.borrow().subscriptions();
+    /// This core's answer to `kind`.
+    pub fn answer(&self, kind: QueryKind) -> Answer {
+        match kind {
+            QueryKind::Subscriptions => Answer::Subscriptions(self.shard.borrow().subscriptions()),
+            QueryKind::Stats => {
+                let shard = self.shard.borrow();
+                Answer::Stats(Box::new(self.stats.snapshot(
+                    self.index,
+                    shard.len() as u64,
+                    shard.queued_bytes() as u64,
+                    self.history.borrow().len() as u64,
+                )))
+            }
+        }
+    }
+
+    /// Every core's answer to `kind` (this one's first), gathered through the mesh.
+    pub async fn gather(&self, kind: QueryKind) -> Result<Vec<Answer>, HttpError> {
+        let mine = self.answer(kind);
         if self.workers == 1 {
-            return Ok(items);
+            return Ok(vec![mine]);
         }
         let token = self.token();
         let (tx, rx) = oneshot::channel();
-        self.listings.borrow_mut().insert(
+        self.gatherings.borrow_mut().insert(
             token,
-            Listing {
-                items: Vec::new(),
+            Gathering {
+                answers: vec![mine],
                 remaining: self.workers - 1,
                 done: Some(tx),
             },
@@ -321,32 +358,40 @@ impl Core {
         for peer in (0..self.workers).filter(|&p| p != self.index) {
             if self
                 .mesh
-                .send_to(peer, CoreMsg::ListSubscriptions { origin })
+                .send_to(peer, CoreMsg::Query { origin, kind })
                 .await
                 .is_err()
             {
-                self.listings.borrow_mut().remove(&token);
+                self.gatherings.borrow_mut().remove(&token);
                 return Err(HttpError::Unavailable("a core is not answering"));
             }
         }
-        let others = rx
-            .await
-            .map_err(|_| HttpError::Unavailable("shutting down"))?;
-        items.extend(others);
-        Ok(items)
+        rx.await
+            .map_err(|_| HttpError::Unavailable("shutting down"))
     }
 
-    fn listing_reply(&self, token: u64, list: Vec<SubscriptionInfo>) {
-        let mut listings = self.listings.borrow_mut();
-        let Some(l) = listings.get_mut(&token) else {
+    /// The active subscriptions of every core.
+    pub async fn gather_subscriptions(&self) -> Result<Vec<SubscriptionInfo>, HttpError> {
+        let mut all = Vec::new();
+        for answer in self.gather(QueryKind::Subscriptions).await? {
+            if let Answer::Subscriptions(list) = answer {
+                all.extend(list);
+            }
+        }
+        Ok(all)
+    }
+
+    fn take_answer(&self, token: u64, answer: Answer) {
+        let mut gatherings = self.gatherings.borrow_mut();
+        let Some(g) = gatherings.get_mut(&token) else {
             return;
         };
-        l.items.extend(list);
-        l.remaining -= 1;
-        if l.remaining == 0 {
-            if let Some(l) = listings.remove(&token) {
-                if let Some(done) = l.done {
-                    let _ = done.send(l.items);
+        g.answers.push(answer);
+        g.remaining -= 1;
+        if g.remaining == 0 {
+            if let Some(g) = gatherings.remove(&token) {
+                if let Some(done) = g.done {
+                    let _ = done.send(g.answers);
                 }
             }
         }
@@ -446,15 +491,14 @@ async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: u
                     }
                 }
             }
-            CoreMsg::ListSubscriptions { origin } => {
-                let list = core.shard.borrow().subscriptions();
-                let reply = CoreMsg::Subscriptions {
+            CoreMsg::Query { origin, kind } => {
+                let reply = CoreMsg::Answer {
                     token: origin.token,
-                    list,
+                    answer: core.answer(kind),
                 };
                 let _ = core.mesh.send_to(origin.core, reply).await;
             }
-            CoreMsg::Subscriptions { token, list } => core.listing_reply(token, list),
+            CoreMsg::Answer { token, answer } => core.take_answer(token, answer),
             CoreMsg::Locate { origin, id } => {
                 let seq = core.history.borrow().seq_of(&id);
                 let reply = CoreMsg::Located {
@@ -577,7 +621,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         mesh,
         sequencer_tx,
         pending: RefCell::new(HashMap::new()),
-        listings: RefCell::new(HashMap::new()),
+        gatherings: RefCell::new(HashMap::new()),
         locating: RefCell::new(HashMap::new()),
         applied_seq: Cell::new(0),
         seq_waiters: Cell::new(0),
@@ -606,6 +650,15 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     }
     core.liveness.tick(index);
     glommio::spawn_local(run_heartbeats(core.clone())).detach();
+    if index == SEQUENCER {
+        if let Some(admin) = boot.admin.lock().ok().and_then(|mut a| a.take()) {
+            glommio::spawn_local(crate::conn::admin::run(
+                core.clone(),
+                sys::glommio_listener(admin),
+            ))
+            .detach();
+        }
+    }
     let accept = glommio::spawn_local(listener::run(core.clone(), sys::glommio_listener(fd)));
     let _ = boot.ready.send(index);
     tracing::debug!(core = index, "core serving");

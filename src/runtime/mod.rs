@@ -3,10 +3,10 @@
 //! between cores); start-up readiness and the shutdown hand-off from `main`.
 
 mod core;
-mod stats;
+pub mod stats;
 
-pub use self::core::{unix_millis, Core, CoreMsg, Origin};
-pub use self::stats::Stats;
+pub use self::core::{unix_millis, Answer, Core, CoreMsg, Origin, QueryKind};
+pub use self::stats::{Snapshot, Stats};
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -32,6 +32,8 @@ const IO_MEMORY: usize = 64 * 1024;
 pub struct Running {
     /// The address every core listens on (port resolved when 0 was asked for).
     pub local_addr: SocketAddr,
+    /// The admin listener's address, if it is on.
+    pub admin_addr: Option<SocketAddr>,
     /// Number of cores serving.
     pub workers: usize,
     /// Each core's last sign of life.
@@ -79,6 +81,8 @@ pub(crate) struct Boot {
     pub publisher_key: Arc<str>,
     pub workers: usize,
     pub listeners: Mutex<Vec<Option<OwnedFd>>>,
+    /// The admin listener, served by core 0.
+    pub admin: Mutex<Option<OwnedFd>>,
     pub stop_rx: Mutex<Vec<Option<flume::Receiver<()>>>>,
     pub ready: flume::Sender<usize>,
     pub conns: Arc<AtomicUsize>,
@@ -129,6 +133,15 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
                 source,
             }
         })?;
+    let admin = match cfg.admin() {
+        Some(addr) => {
+            let (mut fds, bound) = sys::bind_reuseport(addr, 1, 128)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            (fds.pop(), Some(bound))
+        }
+        None => (None, None),
+    };
+    let (admin_fd, admin_addr) = admin;
     let (ready_tx, ready_rx) = flume::unbounded();
     let mut stop = Vec::with_capacity(workers);
     let mut stop_rx = Vec::with_capacity(workers);
@@ -142,6 +155,7 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
         publisher_key: publisher_key.into(),
         workers,
         listeners: Mutex::new(fds.into_iter().map(Some).collect()),
+        admin: Mutex::new(admin_fd),
         stop_rx: Mutex::new(stop_rx),
         ready: ready_tx,
         conns: Arc::new(AtomicUsize::new(0)),
@@ -167,6 +181,7 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
 
     let mut running = Running {
         local_addr,
+        admin_addr,
         workers,
         liveness,
         stop: Stopper(stop),

@@ -38,7 +38,7 @@ function startGateway() {
     [
       "--listen", "127.0.0.1:0", "--workers", "2", "--ui", "true",
       "--publisher-jwt-key", KEY, "--max-stream-duration", "700ms",
-      "--heartbeat-interval", "200ms", "--log-level", "warn",
+      "--heartbeat-interval", "200ms", "--log-level", "warn", "--admin-addr", "off",
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );

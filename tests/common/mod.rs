@@ -16,6 +16,8 @@ pub const KEY: &str = "test-publisher-key";
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: SocketAddr,
     /// Publisher token allowed to publish everywhere.
     pub token: String,
 }
@@ -26,6 +28,7 @@ impl Server {
     pub fn start(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ssegate"))
             .args(["--listen", "127.0.0.1:0", "--publisher-jwt-key", KEY])
+            .args(["--admin-addr", "127.0.0.1:0"])
             .args(["--log-level", "warn"])
             .args(args)
             .stdin(Stdio::null())
@@ -36,15 +39,22 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut admin = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("ssegate admin on ") {
+                    admin = Some(rest.trim().to_owned());
+                }
                 if let Some(rest) = line.strip_prefix("ssegate listening on ") {
                     let addr = rest.split_whitespace().next().unwrap().to_owned();
-                    let _ = tx.send(addr);
+                    let _ = tx.send((addr, admin.take()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a.parse().unwrap(),
+        let (addr, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok((a, admin)) => (
+                a.parse().unwrap(),
+                admin.expect("admin line").parse().unwrap(),
+            ),
             Err(_) => {
                 let _ = child.kill();
                 panic!("ssegate did not report ready: {:?}", child.wait());
@@ -53,6 +63,7 @@ impl Server {
         Server {
             child,
             addr,
+            admin,
             token: token(r#"{"mercure":{"publish":["*"]}}"#),
         }
     }
@@ -456,4 +467,25 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// GETs a path on the admin listener.
+pub fn admin_get(server: &Server, path: &str) -> Response {
+    let mut s = TcpStream::connect(server.admin).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    read_response(&mut BufReader::new(s))
+}
+
+/// Sums a metric over its `core` label (and any other labels matching `labels`).
+pub fn metric_sum(text: &str, name: &str, labels: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let (n, rest) = key.split_once('{')?;
+            (n == name && rest.contains(labels)).then(|| value.parse::<u64>().ok())?
+        })
+        .sum()
 }
