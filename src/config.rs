@@ -67,6 +67,11 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// Open connections (subscribers and publishers, all cores) before new ones get 503.
     pub max_connections: usize,
+    /// At shutdown, subscribers are closed spread over this period (each with a `retry:`
+    /// hint), so their reconnections do not arrive all at once. Must be shorter than
+    /// `shutdown_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
     /// How long SIGTERM/SIGINT may take before the process exits regardless.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -133,6 +138,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             max_queued_bytes: 1 << 20,
             max_connections: 100_000,
+            drain_period: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
             max_header_bytes: 8 * 1024,
             header_timeout: Duration::from_secs(10),
@@ -237,6 +243,12 @@ impl Config {
             return Err(invalid(
                 "header_timeout",
                 "header_timeout and keepalive_timeout must be more than 0",
+            ));
+        }
+        if self.drain_period >= self.shutdown_timeout {
+            return Err(invalid(
+                "drain_period",
+                "must be shorter than shutdown_timeout",
             ));
         }
         if self.max_topics == 0 {
@@ -362,6 +374,9 @@ pub struct Cli {
     /// Open connections before 503.
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Period over which subscribers are closed at shutdown, e.g. "2s".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub drain_period: Option<Duration>,
     /// Grace period for SIGTERM, e.g. "10s".
     #[arg(long, value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -418,6 +433,7 @@ impl Cli {
             max_queued_bytes,
             max_connections,
             shutdown_timeout,
+            drain_period,
             max_header_bytes,
             header_timeout,
             keepalive_timeout,

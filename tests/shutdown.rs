@@ -10,7 +10,14 @@ use common::Server;
 
 #[test]
 fn graceful_shutdown_delivers_every_acknowledged_event_then_closes() {
-    let mut server = Server::start(&["--workers", "2", "--shutdown-timeout", "3s"]);
+    let mut server = Server::start(&[
+        "--workers",
+        "2",
+        "--shutdown-timeout",
+        "3s",
+        "--drain-period",
+        "300ms",
+    ]);
     let mut subs: Vec<_> = (0..8).map(|_| server.subscribe("topic=t", &[])).collect();
     let workers: HashSet<usize> = subs.iter().map(|s| s.worker()).collect();
 
@@ -72,7 +79,14 @@ fn graceful_shutdown_delivers_every_acknowledged_event_then_closes() {
 
 #[test]
 fn a_stopping_gateway_accepts_no_new_connections() {
-    let mut server = Server::start(&["--workers", "2", "--shutdown-timeout", "2s"]);
+    let mut server = Server::start(&[
+        "--workers",
+        "2",
+        "--shutdown-timeout",
+        "2s",
+        "--drain-period",
+        "200ms",
+    ]);
     let addr = server.addr;
     let sub = server.subscribe("topic=t", &[]);
     server.sigterm();

@@ -51,7 +51,14 @@ fn ready_watchdog_and_stopping_are_sent_at_the_right_moments() {
             "--publisher-jwt-key",
             "k",
         ])
-        .args(["--log-level", "warn", "--admin-addr", "127.0.0.1:0"])
+        .args([
+            "--log-level",
+            "warn",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--drain-period",
+            "100ms",
+        ])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
         .stdout(Stdio::piped())

@@ -375,14 +375,29 @@ impl Shard {
 
     /// Asks every subscriber to flush what it has and close (graceful shutdown).
     pub fn drain_all(&mut self) {
-        for (_, sub) in self.subs.iter_mut() {
-            if sub.state == State::Open {
-                sub.state = State::Draining;
+        self.drain_slice(0, 1, None);
+    }
+
+    /// Drains the subscribers whose id is `part` modulo `parts` (graceful shutdown spread
+    /// over `drain_period`), each after `retry` (an SSE `retry:` frame telling the client how
+    /// soon to reconnect) when given. Returns how many were drained.
+    pub fn drain_slice(&mut self, part: usize, parts: usize, retry: Option<&Bytes>) -> usize {
+        let mut n = 0;
+        for (id, sub) in self.subs.iter_mut() {
+            if id % parts != part || sub.state != State::Open {
+                continue;
+            }
+            sub.state = State::Draining;
+            if let Some(r) = retry {
+                sub.queued_bytes += r.len();
+                sub.queue.push_back(r.clone());
             }
             if let Some(w) = sub.waker.take() {
                 w.wake();
             }
+            n += 1;
         }
+        n
     }
 
     /// The writer's wait: ready when something is queued or the subscriber must close;

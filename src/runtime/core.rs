@@ -702,6 +702,31 @@ async fn shutdown(core: &Rc<Core>) {
             core.wait_until(|c| c.flushed.get()).await;
         }
     }
-    core.shard.borrow_mut().drain_all();
+    drain_subscribers(core).await;
     core.wait_until(|c| c.shard.borrow().is_empty()).await;
+}
+
+/// Closes this core's subscribers spread over `drain_period` rather than all at once, so
+/// their reconnections (to another process on the same port, or after a restart) do not
+/// arrive as one storm. Each gets a final `retry:` hint (jittered 100–1000 ms) so it
+/// reconnects promptly instead of after the browser's default delay.
+async fn drain_subscribers(core: &Rc<Core>) {
+    const STEPS: usize = 20;
+    let period = core.cfg.drain_period;
+    if period.is_zero() {
+        core.shard.borrow_mut().drain_all();
+        return;
+    }
+    let step = period / STEPS as u32;
+    for part in 0..STEPS {
+        let retry = bytes::Bytes::from(format!("retry: {}\n\n", fastrand::u32(100..1000)));
+        let drained = core
+            .shard
+            .borrow_mut()
+            .drain_slice(part, STEPS, Some(&retry));
+        tracing::debug!(core = core.index, part, drained, "draining subscribers");
+        if part + 1 < STEPS && !core.shard.borrow().is_empty() {
+            glommio::timer::sleep(step).await;
+        }
+    }
 }

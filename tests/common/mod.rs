@@ -26,8 +26,13 @@ impl Server {
     /// Starts the gateway with `args` added to a test base (port 0, known key, quiet logs),
     /// and waits for the line it prints once every core serves.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", args)
+    }
+
+    /// Like [`Server::start`], on a given address (a second process on the same port).
+    pub fn start_on(listen: &str, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ssegate"))
-            .args(["--listen", "127.0.0.1:0", "--publisher-jwt-key", KEY])
+            .args(["--listen", listen, "--publisher-jwt-key", KEY])
             .args(["--admin-addr", "127.0.0.1:0"])
             .args(["--log-level", "warn"])
             .args(args)
@@ -106,9 +111,15 @@ impl Server {
             status: 0,
             headers: HashMap::new(),
             comments: 0,
+            retry_hints: 0,
         };
         sub.read_head();
         sub
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM.
@@ -290,6 +301,8 @@ pub struct Subscriber {
     pub headers: HashMap<String, String>,
     /// Comment lines seen so far (the opening `:` and heartbeats).
     pub comments: usize,
+    /// `retry:` fields seen so far.
+    pub retry_hints: usize,
 }
 
 /// What reading a subscriber's stream produced.
@@ -387,7 +400,10 @@ impl Subscriber {
                 match field {
                     "id" => ev.id = Some(value.to_owned()),
                     "event" => ev.event = Some(value.to_owned()),
-                    "retry" => ev.retry = value.parse().ok(),
+                    "retry" => {
+                        ev.retry = value.parse().ok();
+                        self.retry_hints += 1;
+                    }
                     "data" => {
                         if has_data {
                             ev.data.push('\n');
