@@ -21,6 +21,11 @@ pub struct Config {
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`), loopback by default; `"off"`
     /// disables it.
     pub admin_addr: String,
+    /// PEM certificate chain: with `tls_key`, the client listener speaks TLS (reloaded on
+    /// SIGHUP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Number of executors, one pinned per CPU. 0 means one per online CPU.
     pub workers: usize,
     /// Key that publisher JWTs are verified with: the HS256 secret, or for RS256/ES256 a PEM
@@ -122,6 +127,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_addr: "127.0.0.1:9090".into(),
+            tls_cert: None,
+            tls_key: None,
             workers: 0,
             publisher_jwt_key: None,
             publisher_jwt_algorithm: JwtAlgorithm::HS256,
@@ -217,6 +224,9 @@ impl Config {
                 "admin_addr",
                 "must be an address like \"127.0.0.1:9090\", or \"off\"",
             ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(invalid("tls_cert", "tls_cert and tls_key go together"));
         }
         if self.history_size == 0 {
             return Err(invalid("history_size", "must be at least 1"));
@@ -326,6 +336,12 @@ pub struct Cli {
     /// Admin listener address (/metrics, /healthz, /readyz), or "off".
     #[arg(long)]
     pub admin_addr: Option<String>,
+    /// PEM certificate chain (TLS on with --tls-key).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// Executors (one pinned per CPU); 0 = one per online CPU.
     #[arg(long)]
     pub workers: Option<usize>,
@@ -454,6 +470,12 @@ impl Cli {
         }
         if let Some(v) = self.history_max_age {
             c.history_max_age = Some(v);
+        }
+        if let Some(v) = &self.tls_cert {
+            c.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            c.tls_key = Some(v.clone());
         }
         if let Some(v) = self.max_stream_duration {
             c.max_stream_duration = Some(v);

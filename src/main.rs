@@ -5,7 +5,7 @@ use std::sync::mpsc;
 
 use anyhow::Context;
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use ssegate::auth;
@@ -40,7 +40,8 @@ fn run() -> anyhow::Result<ExitCode> {
 
     // Signals are caught by a plain thread (glommio has no signal API) and forwarded; the
     // handlers are installed before any executor starts.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     let (tx, events) = mpsc::channel();
     let signal_tx = tx.clone();
     std::thread::Builder::new()
@@ -55,7 +56,10 @@ fn run() -> anyhow::Result<ExitCode> {
 
     let key = publisher_key(&cfg)?;
     let shutdown_timeout = cfg.shutdown_timeout;
-    let mut running = runtime::start(cfg, key)?;
+    let tls = load_tls(&cfg)?;
+    let tls_paths = cfg.tls_cert.clone().zip(cfg.tls_key.clone());
+    let mut running = runtime::start(cfg, key, tls)?;
+    let reloader = running.tls_reloader();
     let stopper = running.stopper();
     if let Some(admin) = running.admin_addr {
         println!("ssegate admin on {admin}");
@@ -83,13 +87,29 @@ fn run() -> anyhow::Result<ExitCode> {
             let _ = tx.send(Happening::CoresExited(ok));
         })?;
 
-    match events.recv() {
-        Ok(Happening::Signal(sig)) => {
-            tracing::info!(signal = sig, timeout = ?shutdown_timeout, "shutting down");
-        }
-        Ok(Happening::CoresExited(_)) | Err(_) => {
-            tracing::error!("a core stopped unexpectedly");
-            return Ok(ExitCode::FAILURE);
+    loop {
+        match events.recv() {
+            Ok(Happening::Signal(SIGHUP)) => match &tls_paths {
+                // A bad new certificate is refused with a log line; the old one stays.
+                Some((cert, key)) => match ssegate::net::tls::load(cert, key) {
+                    Ok(config) => {
+                        reloader.reload_tls(config);
+                        tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload refused; keeping the current certificate")
+                    }
+                },
+                None => tracing::info!("SIGHUP: nothing to reload (TLS is off)"),
+            },
+            Ok(Happening::Signal(sig)) => {
+                tracing::info!(signal = sig, timeout = ?shutdown_timeout, "shutting down");
+                break;
+            }
+            Ok(Happening::CoresExited(_)) | Err(_) => {
+                tracing::error!("a core stopped unexpectedly");
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     let _ = sd_notify::notify(&[
@@ -130,6 +150,16 @@ fn watchdog(liveness: runtime::Liveness, period: std::time::Duration) {
             tracing::error!("a core has not run for 3 s: withholding the watchdog ping");
         }
         std::thread::sleep(every);
+    }
+}
+
+/// The TLS configuration, when `tls_cert` and `tls_key` are set.
+fn load_tls(cfg: &Config) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            ssegate::net::tls::load(cert, key).map_err(anyhow::Error::msg)?,
+        )),
+        _ => Ok(None),
     }
 }
 

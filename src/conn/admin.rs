@@ -6,7 +6,9 @@ use std::rc::Rc;
 
 use futures_lite::future;
 use futures_lite::io::AsyncWriteExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
+
+use super::Stream;
 
 use super::{linger, read_head, reply_error};
 use crate::error::HttpError;
@@ -25,7 +27,7 @@ pub async fn run(core: Rc<Core>, listener: TcpListener) {
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                glommio::spawn_local(serve(core.clone(), Box::new(stream))).detach();
+                glommio::spawn_local(serve(core.clone(), Box::new(Stream::Plain(stream)))).detach();
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "admin accept failed");
@@ -35,7 +37,7 @@ pub async fn run(core: Rc<Core>, listener: TcpListener) {
     }
 }
 
-async fn serve(core: Rc<Core>, mut stream: Box<TcpStream>) {
+async fn serve(core: Rc<Core>, mut stream: Box<Stream>) {
     let mut buf = Vec::new();
     let mut first = true;
     loop {

@@ -1,8 +1,8 @@
 //! ③ The subscriptions API (`GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`):
 //! authorized like a subscription, answered from every core's shard gathered over the mesh.
 
+use super::Stream;
 use futures_lite::io::AsyncWriteExt;
-use glommio::net::TcpStream;
 
 use super::publisher::query_param;
 use crate::auth::{find_token, subscribe_rights};
@@ -54,7 +54,7 @@ pub async fn respond(
 /// Writes the API's answer or error. Returns whether the connection may be reused.
 pub async fn handle(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     req: &Request,
     query: &Query,
     cors: &str,

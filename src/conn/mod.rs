@@ -9,11 +9,11 @@
 pub mod admin;
 mod api;
 mod publisher;
+pub mod stream;
 mod subscriber;
 
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+
+pub use stream::Stream;
 
 use crate::error::HttpError;
 use crate::http::{self, Method, Request, MERCURE_PATH};
@@ -74,11 +76,30 @@ pub async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_ca
 /// Reads and answers requests until the connection closes or becomes a subscriber.
 async fn requests(
     core: &Core,
-    mut stream: Box<TcpStream>,
+    tcp: Box<TcpStream>,
     conn_id: u64,
     over_capacity: bool,
 ) -> Option<subscriber::Live> {
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let tls = core.tls.borrow().clone();
+    let mut stream = match tls {
+        None => Box::new(Stream::Plain(*tcp)),
+        Some(config) => {
+            let handshake = futures_rustls::TlsAcceptor::from(config).accept(*tcp);
+            match with_timeout(core.cfg.header_timeout, handshake).await {
+                Ok(tls) => {
+                    Stats::add(&core.stats.tls_handshakes, 1);
+                    Box::new(Stream::Tls(Box::new(tls)))
+                }
+                Err(e) => {
+                    // Plain HTTP to the TLS port, a scanner, a client that gave up: close.
+                    Stats::add(&core.stats.tls_failures, 1);
+                    tracing::debug!(conn = conn_id, error = %e, "TLS handshake failed");
+                    return None;
+                }
+            }
+        }
+    };
     let mut buf = Vec::new();
     let mut first = true;
     loop {
@@ -174,7 +195,7 @@ async fn requests(
 /// it); returns whether the write succeeded.
 async fn reply_error(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     conn_id: u64,
     err: &HttpError,
     keep_alive: bool,
@@ -194,7 +215,7 @@ async fn reply_error(
 /// whole head must arrive within `header_timeout`.
 async fn read_head(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     first: bool,
 ) -> Result<Request, HeadError> {
@@ -252,7 +273,7 @@ const FIRST_READ: usize = 512;
 
 /// Appends what the socket has (up to `limit` bytes in `buf` in all) and returns the count;
 /// 0 means end of stream.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+async fn read_more(stream: &mut Stream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
     let len = buf.len();
     let want = limit
         .saturating_sub(len)
@@ -275,8 +296,8 @@ async fn with_timeout<T>(d: Duration, f: impl Future<Output = io::Result<T>>) ->
 
 /// Closes our side, then reads and discards what the client still sends (briefly), so the
 /// kernel does not answer unread bytes with a reset that would destroy our last response.
-async fn linger(mut stream: Box<TcpStream>) {
-    if stream.shutdown(Shutdown::Write).await.is_err() {
+async fn linger(mut stream: Box<Stream>) {
+    if stream.close().await.is_err() {
         return;
     }
     let _ = with_timeout(LINGER, async {

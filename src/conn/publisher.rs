@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
+use super::Stream;
 use futures_lite::io::AsyncWriteExt;
-use glommio::net::TcpStream;
 
 use super::{read_more, reply_error, with_timeout};
 use crate::auth::{find_token, may_publish, Claims};
@@ -19,7 +19,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// `Ok(false)` to close it after lingering, `Err(())` when the connection is already gone.
 pub async fn handle(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     req: &Request,
     cors: &str,
@@ -134,7 +134,7 @@ fn precheck(core: &Core, req: &Request) -> Result<usize, HttpError> {
 /// Makes sure `buf` holds the `len`-byte body, reading within `header_timeout`.
 async fn read_body(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     len: usize,
 ) -> std::io::Result<()> {

@@ -13,10 +13,10 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
 
+use super::Stream;
 use bytes::{BufMut, BytesMut};
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
-use glommio::net::TcpStream;
 
 use super::{linger, reply_error};
 use crate::auth::{find_token, subscribe_rights};
@@ -115,7 +115,7 @@ enum End {
 /// A registered subscriber whose response head and replay have been written: what the
 /// connection's task keeps for the rest of its life.
 pub struct Live {
-    stream: Box<TcpStream>,
+    stream: Box<Stream>,
     id: usize,
 }
 
@@ -124,7 +124,7 @@ pub struct Live {
 /// client went away. Everything this needs is freed before the stream goes live.
 pub async fn open(
     core: &Core,
-    mut stream: Box<TcpStream>,
+    mut stream: Box<Stream>,
     req: Request,
     cors: &str,
     conn_id: u64,
@@ -138,7 +138,7 @@ pub async fn open(
         }
     };
     drop(req);
-    let _ = stream.set_write_timeout(Some(core.cfg.write_timeout));
+    stream.set_write_timeout(core.cfg.write_timeout);
     if let Some(last) = sub.last_event_id.as_deref().filter(|id| *id != "earliest") {
         // This core may be a few events behind the one the client was on.
         core.catch_up_to(last, CATCH_UP_LIMIT).await;
@@ -225,7 +225,7 @@ pub async fn stream(core: &Core, mut live: Live, conn_id: u64) {
 
 /// Leaves the shard, counts how the stream ended, and closes the connection. Not async: it
 /// would otherwise reserve room for a second stream in every subscriber's future.
-fn finish(core: &Core, stream: Box<TcpStream>, id: usize, conn_id: u64, end: io::Result<End>) {
+fn finish(core: &Core, stream: Box<Stream>, id: usize, conn_id: u64, end: io::Result<End>) {
     // Leave the shard before the stream (and its fd) is dropped: a shard entry must never
     // name a closed fd.
     let departed = core.shard.borrow_mut().remove(id);
@@ -283,7 +283,7 @@ Connection: close\r\n",
 
 /// Writes the head and the replayed events, coalesced into large writes.
 async fn write_replay(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     mut batch: BytesMut,
     replay: Vec<Rc<Event>>,
 ) -> io::Result<()> {
@@ -298,7 +298,7 @@ async fn write_replay(
 }
 
 /// The live phase: one wake-up per batch of queued frames, one write per batch.
-async fn live_loop(core: &Core, stream: &mut Box<TcpStream>, id: usize) -> io::Result<End> {
+async fn live_loop(core: &Core, stream: &mut Box<Stream>, id: usize) -> io::Result<End> {
     loop {
         let next = poll_fn(|cx| {
             // A subscriber sends nothing after its request: a readable socket means the

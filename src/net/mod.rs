@@ -3,3 +3,4 @@
 
 pub mod listener;
 pub mod sys;
+pub mod tls;

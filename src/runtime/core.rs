@@ -144,6 +144,9 @@ pub struct Core {
     pub subscriber_auth: Verifier,
     /// CORS policy.
     pub cors: Cors,
+    /// TLS configuration of the client listener, replaced on SIGHUP (new handshakes use the
+    /// new certificate; established connections keep theirs).
+    pub tls: RefCell<Option<Arc<rustls::ServerConfig>>>,
     next_serial: Cell<u64>,
     /// Open connections on all cores, for `max_connections` (touched once per accept and
     /// close, never per event).
@@ -614,6 +617,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         publisher_auth,
         subscriber_auth,
         cors: Cors::new(&cfg.cors_origins),
+        tls: RefCell::new(boot.tls.clone()),
         next_serial: Cell::new(0),
         conns: boot.conns.clone(),
         stats: Stats::default(),
@@ -636,6 +640,21 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     });
     let fd = boot.listeners.lock().ok().and_then(|mut l| l[index].take());
     let stop_rx = boot.stop_rx.lock().ok().and_then(|mut s| s[index].take());
+    if let Some(reload) = boot
+        .tls_reload
+        .lock()
+        .ok()
+        .and_then(|mut r| r[index].take())
+    {
+        let core = core.clone();
+        glommio::spawn_local(async move {
+            while let Ok(config) = reload.recv_async().await {
+                *core.tls.borrow_mut() = Some(config);
+                tracing::info!(core = core.index, "TLS certificate reloaded");
+            }
+        })
+        .detach();
+    }
     let (Some(fd), Some(stop_rx)) = (fd, stop_rx) else {
         tracing::error!(core = index, "no listener handed to this core");
         return;

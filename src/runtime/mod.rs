@@ -39,7 +39,22 @@ pub struct Running {
     /// Each core's last sign of life.
     pub liveness: Liveness,
     stop: Stopper,
+    tls_reload: Vec<flume::Sender<Arc<rustls::ServerConfig>>>,
     handles: Option<PoolThreadHandles<()>>,
+}
+
+/// Hands a new TLS configuration to every core (certificate reload on SIGHUP): new
+/// handshakes use it, established connections keep theirs.
+#[derive(Clone)]
+pub struct TlsReloader(Vec<flume::Sender<Arc<rustls::ServerConfig>>>);
+
+impl TlsReloader {
+    /// Sends `config` to every core.
+    pub fn reload_tls(&self, config: Arc<rustls::ServerConfig>) {
+        for tx in &self.0 {
+            let _ = tx.send(config.clone());
+        }
+    }
 }
 
 /// Tells every core to stop; cheap to clone and usable from any thread.
@@ -83,6 +98,10 @@ pub(crate) struct Boot {
     pub listeners: Mutex<Vec<Option<OwnedFd>>>,
     /// The admin listener, served by core 0.
     pub admin: Mutex<Option<OwnedFd>>,
+    /// TLS configuration at start, if TLS is on.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Per core: where reloaded TLS configurations arrive.
+    pub tls_reload: Mutex<Vec<Option<flume::Receiver<Arc<rustls::ServerConfig>>>>>,
     pub stop_rx: Mutex<Vec<Option<flume::Receiver<()>>>>,
     pub ready: flume::Sender<usize>,
     pub conns: Arc<AtomicUsize>,
@@ -124,7 +143,11 @@ impl Liveness {
 }
 
 /// Binds the listeners, starts one executor per core and returns once every core serves.
-pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> {
+pub fn start(
+    cfg: Config,
+    publisher_key: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Running, StartError> {
     let workers = cfg.effective_workers();
     let (fds, local_addr) =
         sys::bind_reuseport(cfg.listen, workers, cfg.backlog).map_err(|source| {
@@ -145,10 +168,15 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
     let (ready_tx, ready_rx) = flume::unbounded();
     let mut stop = Vec::with_capacity(workers);
     let mut stop_rx = Vec::with_capacity(workers);
+    let mut tls_reload = Vec::with_capacity(workers);
+    let mut tls_reload_rx = Vec::with_capacity(workers);
     for _ in 0..workers {
         let (tx, rx) = flume::bounded(1);
         stop.push(tx);
         stop_rx.push(Some(rx));
+        let (tx, rx) = flume::unbounded();
+        tls_reload.push(tx);
+        tls_reload_rx.push(Some(rx));
     }
     let boot = Arc::new(Boot {
         cfg: Arc::new(cfg),
@@ -156,6 +184,8 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
         workers,
         listeners: Mutex::new(fds.into_iter().map(Some).collect()),
         admin: Mutex::new(admin_fd),
+        tls,
+        tls_reload: Mutex::new(tls_reload_rx),
         stop_rx: Mutex::new(stop_rx),
         ready: ready_tx,
         conns: Arc::new(AtomicUsize::new(0)),
@@ -185,6 +215,7 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
         workers,
         liveness,
         stop: Stopper(stop),
+        tls_reload,
         handles: Some(handles),
     };
     for _ in 0..workers {
@@ -201,6 +232,11 @@ pub fn start(cfg: Config, publisher_key: String) -> Result<Running, StartError> 
 }
 
 impl Running {
+    /// A handle that hands new TLS configurations to every core.
+    pub fn tls_reloader(&self) -> TlsReloader {
+        TlsReloader(self.tls_reload.clone())
+    }
+
     /// A handle that stops the cores.
     pub fn stopper(&self) -> Stopper {
         self.stop.clone()

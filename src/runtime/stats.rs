@@ -44,6 +44,10 @@ pub struct Stats {
     pub heartbeats: Cell<u64>,
     /// Bytes handed to the kernel for subscribers.
     pub bytes_written: Cell<u64>,
+    /// TLS handshakes completed.
+    pub tls_handshakes: Cell<u64>,
+    /// TLS handshakes failed (or timed out).
+    pub tls_failures: Cell<u64>,
 }
 
 impl Stats {
@@ -90,6 +94,8 @@ impl Stats {
             lifetimes_ended: self.lifetimes_ended.get(),
             heartbeats: self.heartbeats.get(),
             bytes_written: self.bytes_written.get(),
+            tls_handshakes: self.tls_handshakes.get(),
+            tls_failures: self.tls_failures.get(),
             queued_bytes,
             history,
         }
@@ -118,6 +124,8 @@ pub struct Snapshot {
     pub lifetimes_ended: u64,
     pub heartbeats: u64,
     pub bytes_written: u64,
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
     pub queued_bytes: u64,
     pub history: u64,
 }
