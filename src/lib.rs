@@ -31,11 +31,16 @@
 //! | step | module | what happens |
 //! |---|---|---|
 //! | ① accept | [`net::listener`] | per-core listener, `max_connections`, accept back-off |
-//! | ② parse | [`http`], [`conn`] | request head within limits, routing, strict forms |
-//! | ③ subscribe / publish | [`conn`], [`hub::publish`], [`auth`] | JWT, validation, registration with replay |
+//! | ② parse | [`net::tls`], [`http`], [`conn`] | TLS handshake, request head within limits, routing, strict forms, CORS |
+//! | ③ subscribe / publish | [`conn`], [`hub::publish`], [`hub::selector`], [`auth`] | JWT, selectors, validation, registration with replay, subscriptions API |
 //! | ④ sequence | [`runtime`] (`core.rs`), [`hub::event`], [`hub::history`] | one order, encode once, history |
 //! | ⑤ fan-out | [`hub::shard`] | index lookup, bounded queues, slow-consumer drop |
 //! | ⑥ write | [`conn`] (`subscriber.rs`) | coalesced writes, heartbeats, close detection |
+//!
+//! Beside the flow: [`conn::admin`] and [`metrics`] serve `/metrics`, `/healthz` and
+//! `/readyz` on core 0, gathering every core's counters with the same mesh query the
+//! subscriptions API uses; `main.rs` turns signals into shutdown (SIGTERM/SIGINT) and
+//! certificate reload (SIGHUP), and speaks systemd's notify protocol.
 //!
 //! **Who owns a connection.** The core that accepted it, for its whole life: one task per
 //! connection reads its request; a subscriber's task then becomes its writer. The shard owns
