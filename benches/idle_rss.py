@@ -33,6 +33,7 @@ import selectors
 import shlex
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,9 @@ MAX_HEAD_BYTES = 64 * 1024          # a response head larger than this is an err
 WARMUP_CONNS = 200
 SOCKETS_PER_PROC_MAX = 5000
 CONNECT_CONCURRENCY = 256           # connections in flight per client process
+# --tls: the spawned client processes learn it from the environment.
+TLS = os.environ.get("IDLE_RSS_TLS") == "1"
+TLS_FILES = None                     # (cert, key) given to the gateway with --tls
 RSS_SAMPLE_INTERVAL = 0.2           # seconds between settling reads
 RSS_STABLE_READS = 3                # identical consecutive reads = settled
 RSS_SETTLE_MAX = 10.0               # seconds; after that the last read is used
@@ -62,8 +66,51 @@ class BenchError(Exception):
 # Client processes
 # --------------------------------------------------------------------------------------------
 
+async def _open_one_tls(loop, port, src, topic, per_conn_timeout):
+    """Opens one subscriber over TLS; returns its StreamWriter once registered."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE          # the bench's self-signed certificate
+    ctx.set_alpn_protocols(["http/1.1"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        except OSError:
+            pass
+        sock.bind((src, 0))
+        req = (f"GET /.well-known/mercure?topic={topic} HTTP/1.1\r\n"
+               f"Host: x\r\n\r\n").encode()
+
+        async def talk():
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx,
+                                                           server_hostname="localhost")
+            writer.write(req)
+            await writer.drain()
+            buf = b""
+            while REGISTERED not in buf:           # bounded by MAX_HEAD_BYTES and timeout
+                chunk = await reader.read(4096)
+                if not chunk:
+                    raise BenchError(f"closed by server before registration: {buf[:120]!r}")
+                buf += chunk
+                if len(buf) > MAX_HEAD_BYTES:
+                    raise BenchError("response head too large")
+            if not buf.startswith(b"HTTP/1.1 200"):
+                raise BenchError(f"unexpected response: {buf[:120]!r}")
+            return writer
+
+        return await asyncio.wait_for(talk(), per_conn_timeout)
+    except BaseException:
+        sock.close()
+        raise
+
+
 async def _open_one(loop, port, src, topic, per_conn_timeout):
     """Opens one subscriber; returns the socket once REGISTERED has been received."""
+    if TLS:
+        return await _open_one_tls(loop, port, src, topic, per_conn_timeout)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
@@ -134,6 +181,9 @@ async def _client_main(idx, port, src, count, topics, topic_base, results, close
         dropped = 0
         unexpected = 0
         for s in socks:
+            if TLS:                                # a StreamWriter: no peeking through TLS
+                dropped += int(s.transport.is_closing())
+                continue
             try:
                 data = s.recv(4096)
                 if data:
@@ -264,6 +314,8 @@ class Gateway:
         cmd = [str(binary), "--listen", "127.0.0.1:0", "--workers", str(workers),
                "--publisher-jwt-key", "somekey", "--max-connections", "100000",
                "--heartbeat-interval", "1h", "--admin-addr", "off"]
+        if TLS_FILES:
+            cmd += ["--tls-cert", TLS_FILES[0], "--tls-key", TLS_FILES[1]]
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self.log, cwd=REPO_ROOT)
@@ -543,6 +595,8 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--conns", type=int, default=10000, help="idle subscribers (default 10000)")
     ap.add_argument("--workers", type=int, default=1, help="gateway workers (default 1)")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                    help="serve TLS with this PEM certificate and key; clients connect over TLS")
     ap.add_argument("--runs", type=int, default=3, help="runs (default 3)")
     ap.add_argument("--binary", type=Path, default=REPO_ROOT / "target/release/ssegate",
                     help="gateway binary (default target/release/ssegate in the repo)")
@@ -570,7 +624,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    global TLS, TLS_FILES
     args = parse_args(argv)
+    if args.tls:
+        TLS, TLS_FILES = True, [str(Path(f).resolve()) for f in args.tls]
+        os.environ["IDLE_RSS_TLS"] = "1"
     started = _dt.datetime.now(_dt.timezone.utc)
     raise_sysctls()
     info = machine_info()
