@@ -226,3 +226,38 @@ fn plaintext_on_the_tls_port_is_closed_cleanly() {
     publish_tls(&server, "still fine");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_drained_tls_stream_ends_with_close_notify() {
+    let dir = cert_dir("drain");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let mut server = Server::start(&[
+        "--workers",
+        "1",
+        "--drain-period",
+        "100ms",
+        "--shutdown-timeout",
+        "2s",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let (mut sub, _) = connect(&server);
+    sub.write_all(b"GET /.well-known/mercure?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_until(&mut sub, "\r\n\r\n:\n");
+    server.sigterm();
+    // rustls reports a clean end (close_notify) as Ok(0) and a bare FIN as an error.
+    let mut buf = [0u8; 4096];
+    loop {
+        match sub.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue, // the retry: hint
+            Err(e) => panic!("stream ended without close_notify: {e}"),
+        }
+    }
+    assert!(server.wait_exit(Duration::from_secs(3)).is_some());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -27,7 +27,6 @@ use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
 use crate::hub::shard::{wants, Departed, NewSubscriber, Next};
 use crate::hub::subscriptions::{self, SubscriberInfo};
-use crate::net::sys;
 use crate::runtime::{unix_millis, Core, Stats};
 
 /// Longest a resume waits for this core to receive the event it resumes after.
@@ -220,6 +219,11 @@ pub async fn open(
 /// Streams live events to a subscriber until it ends, then cleans up.
 pub async fn stream(core: &Core, mut live: Live, conn_id: u64) {
     let end = live_loop(core, &mut live.stream, live.id).await;
+    if let Ok(End::Drained) = end {
+        // Shutdown or lifetime: end the stream cleanly after the last event (TLS sends
+        // close_notify first, so the client sees a proper end rather than a truncation).
+        let _ = live.stream.close().await;
+    }
     finish(core, live.stream, live.id, conn_id, end);
 }
 
@@ -248,9 +252,9 @@ fn finish(core: &Core, stream: Box<Stream>, id: usize, conn_id: u64, end: io::Re
     });
     tracing::debug!(conn = conn_id, sub = id, end = ?end, "subscriber closed");
     match end {
-        // Shutdown: send FIN after the last event so the client sees a clean end and
-        // reconnects; the request was read in full, so closing sends no reset.
-        End::Drained => sys::shutdown_write(stream.as_raw_fd()),
+        // Closed by `stream` already; the request was read in full, so dropping the socket
+        // sends no reset.
+        End::Drained => {}
         End::WriteTimeout => Stats::add(&core.stats.write_timeouts, 1),
         End::Peer | End::Dropped => {}
     }

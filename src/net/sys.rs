@@ -59,14 +59,3 @@ pub fn shutdown_both(fd: RawFd) {
         libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }
-
-/// Shuts down the sending side of a connected socket (FIN after what is queued).
-pub fn shutdown_write(fd: RawFd) {
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: as for `shutdown_both`; the caller owns the live stream.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_WR);
-    }
-}
