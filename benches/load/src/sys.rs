@@ -101,3 +101,16 @@ pub fn sigkill(pid: u32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Registers a connected socket with tokio's reactor for read readiness, so that its reader
+/// can clear readiness itself after a short read (see `worker::subscriber`); `TcpStream`
+/// offers no way to do that.
+pub fn register_readable(
+    stream: std::net::TcpStream,
+) -> io::Result<tokio::io::unix::AsyncFd<std::net::TcpStream>> {
+    // SAFETY: the AsyncFd takes ownership of `stream`, so its fd stays open and refers to the
+    // same socket for the AsyncFd's whole life, and `TcpStream::as_raw_fd` always returns that
+    // same fd.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(stream, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
