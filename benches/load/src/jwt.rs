@@ -11,7 +11,8 @@ pub fn publisher_token(key: &str) -> String {
     let claims = URL_SAFE_NO_PAD.encode(br#"{"mercure":{"publish":["*"]}}"#);
     let signing_input = format!("{header}.{claims}");
     // HMAC accepts keys of any length: new_from_slice cannot fail for it.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(signing_input.as_bytes());
     let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
     format!("{signing_input}.{signature}")

@@ -45,7 +45,12 @@ use crate::target::{Gateway, ServerProcs};
 const MAX_PER_PROCESS: u32 = 5000;
 
 #[derive(Debug, Parser)]
-#[command(name = "ssegate-load", version, about = "Load generator for ssegate and its peers", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "ssegate-load",
+    version,
+    about = "Load generator for ssegate and its peers",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -165,9 +170,13 @@ fn coordinate(mut a: RunArgs) -> anyhow::Result<()> {
     }
     let mut pids = a.server_pids.clone();
     if let Some(file) = &a.server_pid_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         for word in text.split_whitespace() {
-            pids.push(word.parse().with_context(|| format!("{word:?} in {} is not a pid", file.display()))?);
+            pids.push(
+                word.parse()
+                    .with_context(|| format!("{word:?} in {} is not a pid", file.display()))?,
+            );
         }
     }
     let params = run::Params {
@@ -193,11 +202,17 @@ fn coordinate(mut a: RunArgs) -> anyhow::Result<()> {
         .context("building the tokio runtime")?;
     let summary = tokio::task::LocalSet::new().block_on(&rt, run::run(&params))?;
     print!("{}", summary.table());
-    println!("{}", serde_json::to_string(&summary).context("encoding the summary")?);
+    println!(
+        "{}",
+        serde_json::to_string(&summary).context("encoding the summary")?
+    );
     if let Some(gw) = gateway {
         gw.stop(Duration::from_secs(15))?;
         check_smoke(&summary)?;
-        println!("smoke: OK ({} deliveries, none missing or duplicated)", summary.received);
+        println!(
+            "smoke: OK ({} deliveries, none missing or duplicated)",
+            summary.received
+        );
     }
     Ok(())
 }
@@ -210,7 +225,10 @@ fn check_smoke(s: &Summary) -> anyhow::Result<()> {
         problems.push("nothing was published".to_string());
     }
     if s.expected == 0 || s.received != s.expected {
-        problems.push(format!("received {} of {} expected deliveries", s.received, s.expected));
+        problems.push(format!(
+            "received {} of {} expected deliveries",
+            s.received, s.expected
+        ));
     }
     for (what, n) in [
         ("missing", s.missing),

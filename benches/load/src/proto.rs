@@ -47,7 +47,8 @@ impl Flavor {
         match self {
             Flavor::Mercure => {
                 // The payload is [a-z0-9] only (see `write_payload`): no form escaping needed.
-                let body_len = "topic=".len() + topic_name(k).len() + "&data=".len() + payload.len();
+                let body_len =
+                    "topic=".len() + topic_name(k).len() + "&data=".len() + payload.len();
                 let _ = write!(
                     head,
                     "POST /.well-known/mercure HTTP/1.1\r\nHost: 127.0.0.1\r\n\
@@ -157,13 +158,21 @@ impl BodyDecoder {
     /// A decoder for a body that is chunked or not.
     pub fn new(chunked: bool) -> Self {
         BodyDecoder {
-            chunk: chunked.then_some(Chunk::Size { value: 0, digits: 0, ext: false }),
+            chunk: chunked.then_some(Chunk::Size {
+                value: 0,
+                digits: 0,
+                ext: false,
+            }),
             partial: Vec::new(),
         }
     }
 
     /// Feeds body bytes; calls `on_line` with every complete line, without its `\n` or `\r\n`.
-    pub fn feed(&mut self, mut bytes: &[u8], on_line: &mut impl FnMut(&[u8])) -> Result<(), BodyError> {
+    pub fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        on_line: &mut impl FnMut(&[u8]),
+    ) -> Result<(), BodyError> {
         let Some(mut state) = self.chunk else {
             return self.lines(bytes, on_line);
         };
@@ -178,14 +187,22 @@ impl BodyDecoder {
                         b'\n' if digits > 0 => Chunk::Data(value),
                         b'\n' => return Err(BodyError::BadChunkSize),
                         b'\r' => state,
-                        b';' => Chunk::Size { value, digits, ext: true },
+                        b';' => Chunk::Size {
+                            value,
+                            digits,
+                            ext: true,
+                        },
                         _ if ext => state,
                         _ => {
                             let d = (b as char).to_digit(16).ok_or(BodyError::BadChunkSize)?;
                             if digits >= 15 {
                                 return Err(BodyError::BadChunkSize);
                             }
-                            Chunk::Size { value: value * 16 + u64::from(d), digits: digits + 1, ext }
+                            Chunk::Size {
+                                value: value * 16 + u64::from(d),
+                                digits: digits + 1,
+                                ext,
+                            }
                         }
                     };
                 }
@@ -193,14 +210,22 @@ impl BodyDecoder {
                     let n = (left.min(bytes.len() as u64)) as usize;
                     self.lines(&bytes[..n], on_line)?;
                     bytes = &bytes[n..];
-                    state = if left == n as u64 { Chunk::DataEnd } else { Chunk::Data(left - n as u64) };
+                    state = if left == n as u64 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left - n as u64)
+                    };
                 }
                 Chunk::DataEnd => {
                     let b = bytes[0];
                     bytes = &bytes[1..];
                     state = match b {
                         b'\r' => Chunk::DataEnd,
-                        b'\n' => Chunk::Size { value: 0, digits: 0, ext: false },
+                        b'\n' => Chunk::Size {
+                            value: 0,
+                            digits: 0,
+                            ext: false,
+                        },
                         _ => return Err(BodyError::BadChunkEnd),
                     };
                 }
@@ -211,7 +236,11 @@ impl BodyDecoder {
         Ok(())
     }
 
-    fn lines(&mut self, mut bytes: &[u8], on_line: &mut impl FnMut(&[u8])) -> Result<(), BodyError> {
+    fn lines(
+        &mut self,
+        mut bytes: &[u8],
+        on_line: &mut impl FnMut(&[u8]),
+    ) -> Result<(), BodyError> {
         // One line per iteration: bounded by the number of newlines in `bytes`.
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
             let (line, rest) = (&bytes[..nl], &bytes[nl + 1..]);
@@ -242,7 +271,8 @@ mod tests {
         let mut d = BodyDecoder::new(chunked);
         let mut out = Vec::new();
         for p in parts {
-            d.feed(p, &mut |l: &[u8]| out.push(l.to_vec())).expect("valid body");
+            d.feed(p, &mut |l: &[u8]| out.push(l.to_vec()))
+                .expect("valid body");
         }
         out
     }
@@ -260,7 +290,15 @@ mod tests {
     #[test]
     fn close_delimited_lines_split_anywhere() {
         let lines = decode(false, &[b":\n", b"id: 1\nda", b"ta: s1t2p\n\n"]);
-        assert_eq!(lines, vec![b":".to_vec(), b"id: 1".to_vec(), b"data: s1t2p".to_vec(), vec![]]);
+        assert_eq!(
+            lines,
+            vec![
+                b":".to_vec(),
+                b"id: 1".to_vec(),
+                b"data: s1t2p".to_vec(),
+                vec![]
+            ]
+        );
     }
 
     #[test]

@@ -91,12 +91,18 @@ struct ConnOutcome {
     ack_us: Histogram<u64>,
 }
 
-async fn connection(plan: &Plan, owned: Vec<u32>, rate: f64, start: Instant) -> anyhow::Result<ConnOutcome> {
+async fn connection(
+    plan: &Plan,
+    owned: Vec<u32>,
+    rate: f64,
+    start: Instant,
+) -> anyhow::Result<ConnOutcome> {
     let end = start + plan.duration;
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     let mut published = vec![0u64; owned.len()];
     let mut refused = 0;
-    let mut ack_us = Histogram::new_with_bounds(1, 120_000_000, 3).context("creating the histogram")?;
+    let mut ack_us =
+        Histogram::new_with_bounds(1, 120_000_000, 3).context("creating the histogram")?;
     let mut stream = connect(plan.target).await?;
     let (mut payload, mut request, mut response) = (Vec::new(), Vec::new(), Vec::new());
 
@@ -118,9 +124,13 @@ async fn connection(plan: &Plan, owned: Vec<u32>, rate: f64, start: Instant) -> 
         let topic = owned[slot];
         let sent_ns = sys::monotonic_ns();
         write_payload(&mut payload, published[slot], sent_ns, plan.payload_bytes);
-        plan.flavor.write_publish_request(&mut request, topic, &payload, &plan.token);
+        plan.flavor
+            .write_publish_request(&mut request, topic, &payload, &plan.token);
         let exchange = async {
-            stream.write_all(&request).await.context("sending a publish")?;
+            stream
+                .write_all(&request)
+                .await
+                .context("sending a publish")?;
             read_response(&mut stream, &mut response).await
         };
         let (status, close) = tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
@@ -138,11 +148,17 @@ async fn connection(plan: &Plan, owned: Vec<u32>, rate: f64, start: Instant) -> 
             stream = connect(plan.target).await?;
         }
     }
-    Ok(ConnOutcome { published: owned.into_iter().zip(published).collect(), refused, ack_us })
+    Ok(ConnOutcome {
+        published: owned.into_iter().zip(published).collect(),
+        refused,
+        ack_us,
+    })
 }
 
 async fn connect(target: SocketAddr) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect(target).await.with_context(|| format!("publisher connect {target}"))?;
+    let stream = TcpStream::connect(target)
+        .await
+        .with_context(|| format!("publisher connect {target}"))?;
     stream.set_nodelay(true).context("TCP_NODELAY")?;
     Ok(stream)
 }
@@ -154,7 +170,10 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
     let mut chunk = [0u8; 4096];
     // Every round reads at least one byte or fails; bounded by MAX_RESPONSE.
     loop {
-        let n = stream.read(&mut chunk).await.context("reading a publish response")?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .context("reading a publish response")?;
         if n == 0 {
             bail!("the server closed a publish connection mid-response");
         }
@@ -164,7 +183,9 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
         }
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut resp = httparse::Response::new(&mut headers);
-        let httparse::Status::Complete(head_len) = resp.parse(buf).context("parsing a publish response")? else {
+        let httparse::Status::Complete(head_len) =
+            resp.parse(buf).context("parsing a publish response")?
+        else {
             continue;
         };
         let status = resp.code.unwrap_or(0);
@@ -174,7 +195,12 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
         for h in resp.headers.iter() {
             let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
             if h.name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.trim().parse::<usize>().context("bad Content-Length")?);
+                length = Some(
+                    value
+                        .trim()
+                        .parse::<usize>()
+                        .context("bad Content-Length")?,
+                );
             } else if h.name.eq_ignore_ascii_case("connection") {
                 close = value.contains("close");
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {

@@ -91,10 +91,17 @@ impl Summary {
             ("run", format!("{} ({:?} flavor)", self.label, self.flavor)),
             (
                 "load",
-                format!(
-                    "{} subscribers over {} topics in {} processes; {} events/s target for {:.1}s, {} B payloads",
-                    self.subscribers, self.topics, self.processes, self.rate_target, self.duration_s, self.payload_bytes
-                ),
+                if self.duration_s > 0.0 {
+                    format!(
+                        "{} subscribers over {} topics in {} processes; {} events/s target for {:.1}s, {} B payloads",
+                        self.subscribers, self.topics, self.processes, self.rate_target, self.duration_s, self.payload_bytes
+                    )
+                } else {
+                    format!(
+                        "{} idle subscribers over {} topics in {} processes; no publishing",
+                        self.subscribers, self.topics, self.processes
+                    )
+                },
             ),
             ("registered in", format!("{} ms", self.connect_ms)),
             (
@@ -140,7 +147,13 @@ impl Summary {
                 format!("{:.0} ms; {:.2} µs per delivery", self.loadgen_cpu_ms, self.loadgen_cpu_us_per_delivery),
             ),
         ];
-        let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-        rows.iter().map(|(k, v)| format!("{k:>width$}  {v}\n")).collect()
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("{k:>width$}  {v}\n"))
+            .collect()
     }
 }

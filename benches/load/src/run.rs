@@ -1,11 +1,11 @@
 //! The coordinator: starts the subscriber processes, waits until every subscriber is
 //! registered, measures idle memory, publishes, waits for the deliveries to drain and sums up.
 
+use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::rc::Rc;
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -67,10 +67,25 @@ impl Worker {
         };
         let mut child = Command::new(exe)
             .arg("__worker")
-            .args(["--target", &p.target.to_string(), "--source", &source.to_string()])
-            .args(["--flavor", flavor, "--count", &count.to_string(), "--first", &first.to_string()])
+            .args([
+                "--target",
+                &p.target.to_string(),
+                "--source",
+                &source.to_string(),
+            ])
+            .args([
+                "--flavor",
+                flavor,
+                "--count",
+                &count.to_string(),
+                "--first",
+                &first.to_string(),
+            ])
             .args(["--topics", &p.topics.to_string()])
-            .args(["--connect-timeout", &p.connect_timeout.as_secs_f64().to_string()])
+            .args([
+                "--connect-timeout",
+                &p.connect_timeout.as_secs_f64().to_string(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -79,13 +94,21 @@ impl Worker {
             .context("starting a subscriber process")?;
         let stdin = child.stdin.take().context("worker stdin")?;
         let stdout = child.stdout.take().context("worker stdout")?;
-        Ok(Worker { child, stdin, lines: BufReader::new(stdout).lines(), source })
+        Ok(Worker {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            source,
+        })
     }
 
     async fn send(&mut self, msg: &ToWorker) -> anyhow::Result<()> {
         let mut line = serde_json::to_string(msg).context("encoding a worker message")?;
         line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await.with_context(|| format!("writing to worker {}", self.source))
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .with_context(|| format!("writing to worker {}", self.source))
     }
 
     async fn recv(&mut self, deadline: tokio::time::Instant) -> anyhow::Result<FromWorker> {
@@ -94,7 +117,9 @@ impl Worker {
             .with_context(|| format!("worker {} did not answer in time", self.source))?
             .with_context(|| format!("reading from worker {}", self.source))?
             .with_context(|| format!("worker {} exited without a word", self.source))?;
-        match serde_json::from_str(&line).with_context(|| format!("decoding worker {}'s {line:?}", self.source))? {
+        match serde_json::from_str(&line)
+            .with_context(|| format!("decoding worker {}'s {line:?}", self.source))?
+        {
             FromWorker::Failed { error } => bail!("worker {}: {error}", self.source),
             msg => Ok(msg),
         }
@@ -108,7 +133,11 @@ impl Worker {
     }
 
     async fn finish(mut self, published: &[u64], drain: Duration) -> anyhow::Result<WorkerReport> {
-        self.send(&ToWorker::Stop { published: published.to_vec(), drain_ms: drain.as_millis() as u64 }).await?;
+        self.send(&ToWorker::Stop {
+            published: published.to_vec(),
+            drain_ms: drain.as_millis() as u64,
+        })
+        .await?;
         let deadline = tokio::time::Instant::now() + drain + Duration::from_secs(30);
         let report = match self.recv(deadline).await? {
             FromWorker::Report(r) => r,
@@ -121,7 +150,11 @@ impl Worker {
 }
 
 /// Starts `count` subscribers spread over processes of at most `per_process` each.
-async fn start_workers(p: &Params, count: u32, per_process: u32) -> anyhow::Result<(Vec<Worker>, u64)> {
+async fn start_workers(
+    p: &Params,
+    count: u32,
+    per_process: u32,
+) -> anyhow::Result<(Vec<Worker>, u64)> {
     let procs = count.div_ceil(per_process.max(1)).max(1);
     if procs > MAX_PROCESSES {
         bail!("{procs} subscriber processes needed, at most {MAX_PROCESSES}");
@@ -176,9 +209,11 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
     // Warm-up: pay the server's one-time costs (allocator arenas, first connections) before
     // the baseline, as benches/idle_rss.py does.
     if p.warmup > 0 {
-        let (workers, _) = start_workers(p, p.warmup.min(p.subscribers.max(1)), p.per_process).await?;
+        let (workers, _) =
+            start_workers(p, p.warmup.min(p.subscribers.max(1)), p.per_process).await?;
         for w in workers {
-            w.finish(&vec![0; p.topics as usize], Duration::ZERO).await?;
+            w.finish(&vec![0; p.topics as usize], Duration::ZERO)
+                .await?;
         }
     }
     if measure {
@@ -193,7 +228,8 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
         s.rss_idle_settled = settled;
         s.rss_peak_kib = idle;
         if p.subscribers > 0 {
-            s.bytes_per_idle_conn = (idle as f64 - s.rss_before_kib as f64) * 1024.0 / f64::from(p.subscribers);
+            s.bytes_per_idle_conn =
+                (idle as f64 - s.rss_before_kib as f64) * 1024.0 / f64::from(p.subscribers);
         }
     }
 
@@ -239,7 +275,8 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
         publish::run(&plan).await?
     };
 
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).context("creating the histogram")?;
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).context("creating the histogram")?;
     let mut workers_cpu = 0;
     let mut drained = true;
     // Stop all first so that they drain in parallel, then collect.
@@ -247,7 +284,9 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
     for w in workers.drain(..) {
         let published = outcome.published.clone();
         let drain = p.drain_timeout;
-        pending.push(tokio::task::spawn_local(async move { w.finish(&published, drain).await }));
+        pending.push(tokio::task::spawn_local(async move {
+            w.finish(&published, drain).await
+        }));
     }
     for handle in pending {
         let r = handle.await.context("a worker task panicked")??;
@@ -261,10 +300,16 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
         drained &= r.drained;
         workers_cpu += r.cpu_ns;
         for (value, count) in r.latency_us {
-            latency.record_n(value, count).context("merging latencies")?;
+            latency
+                .record_n(value, count)
+                .context("merging latencies")?;
         }
     }
-    let server_cpu = if measure { p.server.cpu_ns()?.saturating_sub(server_cpu0) } else { 0 };
+    let server_cpu = if measure {
+        p.server.cpu_ns()?.saturating_sub(server_cpu0)
+    } else {
+        0
+    };
     let loadgen_cpu = sys::self_cpu_ns().saturating_sub(self_cpu0) + workers_cpu;
     if let Some(sampler) = sampler {
         sampler.abort();

@@ -9,7 +9,10 @@ use std::os::fd::RawFd;
 /// every process on the machine, so a publisher's send time can be compared with a subscriber
 /// process's receive time.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     debug_assert_eq!(rc, 0);
@@ -65,7 +68,10 @@ pub fn clock_ticks_per_sec() -> u64 {
 
 /// Raises the soft open-file limit to the hard one; returns the new soft limit.
 pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `rl` is a valid, writable rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         return Err(io::Error::last_os_error());
@@ -82,7 +88,8 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
 
 /// Sends SIGTERM to `pid` (the gateway started by the smoke mode, for a clean shutdown).
 pub fn sigterm(pid: u32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: kill has no memory-safety preconditions; `pid` is a child we started.
     if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
         Ok(())
@@ -93,7 +100,8 @@ pub fn sigterm(pid: u32) -> io::Result<()> {
 
 /// Sends SIGKILL to `pid` (a gateway that ignored SIGTERM past its time limit).
 pub fn sigkill(pid: u32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: kill has no memory-safety preconditions; `pid` is a child we started.
     if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
         Ok(())
@@ -111,6 +119,8 @@ pub fn register_readable(
     // SAFETY: the AsyncFd takes ownership of `stream`, so its fd stays open and refers to the
     // same socket for the AsyncFd's whole life, and `TcpStream::as_raw_fd` always returns that
     // same fd.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(stream, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(stream, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
 }

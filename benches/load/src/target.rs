@@ -26,7 +26,10 @@ pub struct ServerProcs {
 
 impl ServerProcs {
     pub fn new(roots: Vec<u32>) -> Self {
-        ServerProcs { roots, ticks_per_sec: sys::clock_ticks_per_sec() }
+        ServerProcs {
+            roots,
+            ticks_per_sec: sys::clock_ticks_per_sec(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,10 +45,15 @@ impl ServerProcs {
                 continue;
             }
             let tasks = Path::new("/proc").join(pid.to_string()).join("task");
-            let entries = std::fs::read_dir(&tasks).with_context(|| format!("server process {pid} is gone"))?;
+            let entries = std::fs::read_dir(&tasks)
+                .with_context(|| format!("server process {pid} is gone"))?;
             for task in entries.flatten() {
                 if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                    queue.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+                    queue.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
                 }
             }
         }
@@ -79,8 +87,14 @@ impl ServerProcs {
             // last ')'. utime and stime are fields 14 and 15, i.e. 12th and 13th after it.
             let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
             let mut fields = after.split_whitespace().skip(11);
-            let utime: u64 = fields.next().and_then(|v| v.parse().ok()).context("no utime")?;
-            let stime: u64 = fields.next().and_then(|v| v.parse().ok()).context("no stime")?;
+            let utime: u64 = fields
+                .next()
+                .and_then(|v| v.parse().ok())
+                .context("no utime")?;
+            let stime: u64 = fields
+                .next()
+                .and_then(|v| v.parse().ok())
+                .context("no stime")?;
             ticks += utime + stime;
         }
         Ok(ticks * 1_000_000_000 / self.ticks_per_sec)
@@ -97,7 +111,12 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `binary` on a free loopback port and waits for its ready line
     /// (`ssegate listening on 127.0.0.1:PORT (workers=N)`), at most `timeout`.
-    pub fn start(binary: &Path, workers: u32, jwt_key: &str, timeout: Duration) -> anyhow::Result<Gateway> {
+    pub fn start(
+        binary: &Path,
+        workers: u32,
+        jwt_key: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Gateway> {
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
             .args(["--publisher-jwt-key", jwt_key, "--heartbeat-interval", "1h"])
@@ -131,7 +150,10 @@ impl Gateway {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse::<SocketAddr>().ok());
         match addr {
-            Some(addr) => Ok(Gateway { child: Some(child), addr }),
+            Some(addr) => Ok(Gateway {
+                child: Some(child),
+                addr,
+            }),
             None => {
                 let _ = child.kill();
                 bail!("unexpected first line from the gateway: {line:?}")
@@ -145,7 +167,10 @@ impl Gateway {
 
     /// SIGTERM, then waits up to `timeout` for a clean exit (status 0).
     pub fn stop(mut self, timeout: Duration) -> anyhow::Result<()> {
-        let mut child = self.child.take().context("the gateway was already stopped")?;
+        let mut child = self
+            .child
+            .take()
+            .context("the gateway was already stopped")?;
         let pid = child.id();
         sys::sigterm(pid).context("sending SIGTERM to the gateway")?;
         // A thread blocks in wait() and hands over the status: the wait is bounded by a

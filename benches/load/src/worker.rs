@@ -95,13 +95,16 @@ impl Shared {
         self.registration.notify_one();
     }
 
-    /// Marks subscriber `i` complete if it has every published event of its topic.
+    /// Marks `sub` complete once it has every published event of its topic (or was closed),
+    /// and wakes the drain when it was the last one.
     fn check_complete(&self, sub: &mut Sub) {
         if sub.complete {
             return;
         }
         let published = self.published.borrow();
-        let Some(published) = published.as_ref() else { return };
+        let Some(published) = published.as_ref() else {
+            return;
+        };
         let want = published.get(sub.topic as usize).copied().unwrap_or(0);
         if sub.next >= want || sub.closed {
             sub.complete = true;
@@ -125,7 +128,9 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let result = local.block_on(&rt, control(args));
     if let Err(e) = &result {
         // Tell the coordinator why before exiting; it reads this instead of a bare EOF.
-        send(&FromWorker::Failed { error: format!("{e:#}") });
+        send(&FromWorker::Failed {
+            error: format!("{e:#}"),
+        });
     }
     result
 }
@@ -143,7 +148,10 @@ fn send(msg: &FromWorker) {
 async fn control(args: WorkerArgs) -> anyhow::Result<()> {
     let count = args.count as usize;
     let subs = (0..count)
-        .map(|i| Sub { topic: (args.first + i as u32) % args.topics, ..Sub::default() })
+        .map(|i| Sub {
+            topic: (args.first + i as u32) % args.topics,
+            ..Sub::default()
+        })
         .collect();
     let shared = Rc::new(Shared {
         subs: RefCell::new(subs),
@@ -167,7 +175,10 @@ async fn control(args: WorkerArgs) -> anyhow::Result<()> {
     }
     // Each wake-up is a registration, a failure or the deadline: at most count + 2 rounds.
     while shared.registered.get() < args.count && shared.failure.borrow().is_none() {
-        if tokio::time::timeout_at(deadline, shared.registration.notified()).await.is_err() {
+        if tokio::time::timeout_at(deadline, shared.registration.notified())
+            .await
+            .is_err()
+        {
             bail!(
                 "{} of {} subscribers registered within {:.0}s",
                 shared.registered.get(),
@@ -188,12 +199,19 @@ async fn control(args: WorkerArgs) -> anyhow::Result<()> {
     let mut cpu_start = sys::self_cpu_ns();
     // The coordinator sends at most `Start` then `Stop`; anything else ends the loop.
     for _ in 0..4 {
-        let Some(line) = lines.next_line().await.context("reading the coordinator's pipe")? else {
+        let Some(line) = lines
+            .next_line()
+            .await
+            .context("reading the coordinator's pipe")?
+        else {
             return Ok(()); // The coordinator is gone: nothing left to report to.
         };
         match serde_json::from_str::<ToWorker>(&line).context("decoding a coordinator message")? {
             ToWorker::Start => cpu_start = sys::self_cpu_ns(),
-            ToWorker::Stop { published, drain_ms } => {
+            ToWorker::Stop {
+                published,
+                drain_ms,
+            } => {
                 let drained = drain(&shared, published, Duration::from_millis(drain_ms)).await;
                 let mut report = report(&shared, drained);
                 report.cpu_ns = sys::self_cpu_ns().saturating_sub(cpu_start);
@@ -222,7 +240,10 @@ async fn drain(shared: &Shared, published: Vec<u64>, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     // Woken once when the last subscriber completes, or times out: bounded by the deadline.
     while shared.incomplete.get() > 0 {
-        if tokio::time::timeout_at(deadline, shared.drained.notified()).await.is_err() {
+        if tokio::time::timeout_at(deadline, shared.drained.notified())
+            .await
+            .is_err()
+        {
             return false;
         }
     }
@@ -233,7 +254,11 @@ fn report(shared: &Shared, drained: bool) -> WorkerReport {
     let subs = shared.subs.borrow();
     let published = shared.published.borrow();
     let published = published.as_deref().unwrap_or(&[]);
-    let mut r = WorkerReport { subscribers: subs.len() as u64, drained, ..WorkerReport::default() };
+    let mut r = WorkerReport {
+        subscribers: subs.len() as u64,
+        drained,
+        ..WorkerReport::default()
+    };
     for sub in subs.iter() {
         let want = published.get(sub.topic as usize).copied().unwrap_or(0);
         r.expected += want;
@@ -257,7 +282,9 @@ fn report(shared: &Shared, drained: bool) -> WorkerReport {
 async fn subscriber(i: usize, args: Rc<WorkerArgs>, shared: Rc<Shared>, permits: Rc<Semaphore>) {
     let opened = {
         // The semaphore is never closed, so acquire cannot fail.
-        let Ok(_permit) = permits.acquire().await else { return };
+        let Ok(_permit) = permits.acquire().await else {
+            return;
+        };
         let topic = shared.subs.borrow()[i].topic;
         open(&args, topic).await
     };
@@ -299,7 +326,9 @@ async fn subscriber(i: usize, args: Rc<WorkerArgs>, shared: Rc<Shared>, permits:
             sub.closed = true;
             if !sub.registered {
                 drop(subs);
-                return shared.fail(format!("subscriber {i}: closed by the server before registration"));
+                return shared.fail(format!(
+                    "subscriber {i}: closed by the server before registration"
+                ));
             }
             shared.check_complete(sub);
             return;
@@ -371,15 +400,24 @@ async fn open(args: &WorkerArgs, topic: u32) -> anyhow::Result<(TcpStream, BodyD
         .bind(&SocketAddr::V4(SocketAddrV4::new(args.source, 0)).into())
         .with_context(|| format!("bind {}", args.source))?;
     let socket = TcpSocket::from_std_stream(socket.into());
-    let mut stream = socket.connect(args.target).await.with_context(|| format!("connect {}", args.target))?;
+    let mut stream = socket
+        .connect(args.target)
+        .await
+        .with_context(|| format!("connect {}", args.target))?;
     stream.set_nodelay(true).context("TCP_NODELAY")?;
-    stream.write_all(&args.flavor.subscribe_request(topic)).await.context("sending the request")?;
+    stream
+        .write_all(&args.flavor.subscribe_request(topic))
+        .await
+        .context("sending the request")?;
 
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     // Bounded by MAX_HEAD: every round adds at least one byte or returns.
     loop {
-        let n = stream.read(&mut chunk).await.context("reading the response head")?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .context("reading the response head")?;
         if n == 0 {
             bail!("closed by the server before the response head");
         }
@@ -394,12 +432,16 @@ async fn open(args: &WorkerArgs, topic: u32) -> anyhow::Result<(TcpStream, BodyD
                 }
                 let chunked = resp.headers.iter().any(|h| {
                     h.name.eq_ignore_ascii_case("transfer-encoding")
-                        && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("chunked")
+                        && String::from_utf8_lossy(h.value)
+                            .to_ascii_lowercase()
+                            .contains("chunked")
                 });
                 let body = head[len..].to_vec();
                 return Ok((stream, BodyDecoder::new(chunked), body));
             }
-            httparse::Status::Partial if head.len() > MAX_HEAD => bail!("response head over {MAX_HEAD} bytes"),
+            httparse::Status::Partial if head.len() > MAX_HEAD => {
+                bail!("response head over {MAX_HEAD} bytes")
+            }
             httparse::Status::Partial => {}
         }
     }

@@ -93,7 +93,10 @@ async fn subscribe(
 
 async fn publish(State(hub): State<Arc<Hub>>, Form(form): Form<PublishForm>) -> String {
     let id = hub.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-    let update = Update { id, data: form.data.into() };
+    let update = Update {
+        id,
+        data: form.data.into(),
+    };
     hub.with_topic(&form.topic, |t| {
         if t.history.len() == HISTORY {
             t.history.pop_front();
