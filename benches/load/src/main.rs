@@ -144,7 +144,8 @@ fn coordinate(mut a: RunArgs) -> anyhow::Result<()> {
     if a.per_process == 0 || a.per_process > MAX_PER_PROCESS {
         bail!("--per-process must be within 1..={MAX_PER_PROCESS}");
     }
-    if a.topics == 0 || !(a.rate >= 0.0) || !(a.duration >= 0.0) {
+    let valid = |v: f64| v.is_finite() && v >= 0.0;
+    if a.topics == 0 || !valid(a.rate) || !valid(a.duration) {
         bail!("--topics must be at least 1, --rate and --duration not negative");
     }
     let gateway = match &a.smoke {

@@ -303,7 +303,7 @@ async fn subscriber(i: usize, args: Rc<WorkerArgs>, shared: Rc<Shared>, permits:
     // Ends when the server closes the stream (or the process exits); each round is a wake-up.
     loop {
         let n = match fd.readable().await {
-            Ok(mut guard) => match guard.try_io(|s| (&*s.get_ref()).read(&mut buf)) {
+            Ok(mut guard) => match guard.try_io(|s| s.get_ref().read(&mut buf)) {
                 Ok(Ok(n)) => {
                     // A TCP read returns everything queued up to the buffer's size, so a short
                     // read has observed an empty receive queue: clear the readiness now rather
