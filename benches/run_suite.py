@@ -64,7 +64,8 @@ class Scenario:
 LAT = [("latency_us.p50", "p50 µs", "lower"), ("latency_us.p99", "p99 µs", "lower"),
        ("latency_us.p999", "p99.9 µs", "lower"), ("latency_us.max", "max µs", "lower"),
        ("missing", "missing", "lower"), ("server_cpu_us_per_delivery", "CPU µs/delivery", "lower"),
-       ("rss_peak_kib", "peak RSS KiB", "lower"), ("loadgen_cpu_us_per_delivery", "loadgen µs/delivery", "info")]
+       ("rss_peak_kib", "peak RSS KiB", "lower"), ("first_publish_ack_us", "first publish ack µs", "lower"),
+       ("loadgen_cpu_us_per_delivery", "loadgen µs/delivery", "info")]
 
 SCENARIOS = [
     Scenario("idle", "(1) idle: bytes of server RSS per idle subscriber",

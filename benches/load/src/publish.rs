@@ -219,3 +219,31 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
         }
     }
 }
+
+/// Publishes one event on topic `topics` (one past the last subscribed topic, so nobody
+/// receives it) and returns its send → response time in microseconds. Run before the measured
+/// phase: a server's first publish can pay one-time costs (ssegate's took ~0.5 s on a fresh
+/// process), which would otherwise land in the latency tail of a short run. The figure is
+/// reported on its own.
+pub async fn warm_up(plan: &Plan) -> anyhow::Result<u64> {
+    let mut stream = connect(plan.target).await?;
+    let (mut payload, mut request, mut response) = (Vec::new(), Vec::new(), Vec::new());
+    let sent_ns = sys::monotonic_ns();
+    write_payload(&mut payload, 0, sent_ns, plan.payload_bytes);
+    plan.flavor
+        .write_publish_request(&mut request, plan.topics, &payload, &plan.token);
+    let exchange = async {
+        stream
+            .write_all(&request)
+            .await
+            .context("sending the warm-up publish")?;
+        read_response(&mut stream, &mut response).await
+    };
+    let (status, _) = tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("no warm-up publish response within {RESPONSE_TIMEOUT:?}"))??;
+    if !(200..300).contains(&status) {
+        bail!("the warm-up publish was refused with {status}: check the flavor and the JWT key");
+    }
+    Ok(sys::monotonic_ns().saturating_sub(sent_ns) / 1_000)
+}

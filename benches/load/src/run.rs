@@ -233,6 +233,20 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
         }
     }
 
+    let plan = publish::Plan {
+        flavor: p.flavor,
+        target: p.target,
+        topics: p.topics,
+        connections: p.publish_connections,
+        rate: p.rate,
+        duration: p.duration,
+        payload_bytes: p.payload_bytes,
+        token: p.token.clone(),
+    };
+    if !p.duration.is_zero() {
+        s.first_publish_ack_us = publish::warm_up(&plan).await?;
+    }
+
     // The measured phase: publishing, then the drain of what is still in flight.
     for w in workers.iter_mut() {
         w.send(&ToWorker::Start).await?;
@@ -262,16 +276,6 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
             elapsed: Duration::ZERO,
         }
     } else {
-        let plan = publish::Plan {
-            flavor: p.flavor,
-            target: p.target,
-            topics: p.topics,
-            connections: p.publish_connections,
-            rate: p.rate,
-            duration: p.duration,
-            payload_bytes: p.payload_bytes,
-            token: p.token.clone(),
-        };
         publish::run(&plan).await?
     };
 
