@@ -1,0 +1,3 @@
+module ssegate-peer-go
+
+go 1.19
