@@ -392,7 +392,7 @@ def main():
           "- Ratios are ssegate ÷ peer for the same column: below 1× is better for ssegate where "
           "lower is better (latency, CPU, memory), above 1× where higher is better (events/s).",
           "- Peers do not verify publisher JWTs (ssegate verifies an HS256 token per publish); "
-          "Go and axum encode each event per subscriber, ssegate and nchan once.",
+          "axum encodes each event per subscriber (its `Event` is per stream); ssegate, nchan and the Go peer encode it once per publish.",
           ""]
     for sc, table, cells in sections:
         md += [f"## {sc.title}", "", f"`{commands.get(sc.key, '(no successful run)')}` (sizes for this scenario; "
