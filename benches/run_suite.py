@@ -139,7 +139,7 @@ class Server:
         cores = SERVER_CORES[kind.cores]
         if kind.impl == "ssegate":
             cmd = [str(SSEGATE), "--listen", "127.0.0.1:0", "--workers", str(kind.cores),
-                   "--publisher-jwt-key", JWT_KEY, "--heartbeat-interval", "1h",
+                   "--publisher-jwt-key", JWT_KEY, "--heartbeat-interval", "1h", "--admin-addr", "off",
                    "--max-connections", "100000", "--log-level", "warn"]
         elif kind.impl == "go":
             cmd = [str(GO_PEER), "--listen", "127.0.0.1:0"]

@@ -121,6 +121,8 @@ impl Gateway {
             .args(["--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
             .args(["--publisher-jwt-key", jwt_key, "--heartbeat-interval", "1h"])
             .args(["--max-connections", "100000"])
+            // No admin listener: no fixed port to collide on, and the ready line comes first.
+            .args(["--admin-addr", "off"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
