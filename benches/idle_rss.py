@@ -66,51 +66,8 @@ class BenchError(Exception):
 # Client processes
 # --------------------------------------------------------------------------------------------
 
-async def _open_one_tls(loop, port, src, topic, per_conn_timeout):
-    """Opens one subscriber over TLS; returns its StreamWriter once registered."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE          # the bench's self-signed certificate
-    ctx.set_alpn_protocols(["http/1.1"])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        try:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        except OSError:
-            pass
-        sock.bind((src, 0))
-        req = (f"GET /.well-known/mercure?topic={topic} HTTP/1.1\r\n"
-               f"Host: x\r\n\r\n").encode()
-
-        async def talk():
-            await loop.sock_connect(sock, ("127.0.0.1", port))
-            reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx,
-                                                           server_hostname="localhost")
-            writer.write(req)
-            await writer.drain()
-            buf = b""
-            while REGISTERED not in buf:           # bounded by MAX_HEAD_BYTES and timeout
-                chunk = await reader.read(4096)
-                if not chunk:
-                    raise BenchError(f"closed by server before registration: {buf[:120]!r}")
-                buf += chunk
-                if len(buf) > MAX_HEAD_BYTES:
-                    raise BenchError("response head too large")
-            if not buf.startswith(b"HTTP/1.1 200"):
-                raise BenchError(f"unexpected response: {buf[:120]!r}")
-            return writer
-
-        return await asyncio.wait_for(talk(), per_conn_timeout)
-    except BaseException:
-        sock.close()
-        raise
-
-
-async def _open_one(loop, port, src, topic, per_conn_timeout):
-    """Opens one subscriber; returns the socket once REGISTERED has been received."""
-    if TLS:
-        return await _open_one_tls(loop, port, src, topic, per_conn_timeout)
+def _bound_socket(src):
+    """A non-blocking socket bound to source address `src`, port chosen at connect time."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
@@ -121,25 +78,51 @@ async def _open_one(loop, port, src, topic, per_conn_timeout):
         except OSError:
             pass
         sock.bind((src, 0))
-        req = (f"GET /.well-known/mercure?topic={topic} HTTP/1.1\r\n"
-               f"Host: x\r\n\r\n").encode()
-
-        async def talk():
-            await loop.sock_connect(sock, ("127.0.0.1", port))
-            await loop.sock_sendall(sock, req)
-            buf = b""
-            while REGISTERED not in buf:           # bounded by MAX_HEAD_BYTES and timeout
-                chunk = await loop.sock_recv(sock, 4096)
-                if not chunk:
-                    raise BenchError(f"closed by server before registration: {buf[:120]!r}")
-                buf += chunk
-                if len(buf) > MAX_HEAD_BYTES:
-                    raise BenchError("response head too large")
-            if not buf.startswith(b"HTTP/1.1 200"):
-                raise BenchError(f"unexpected response: {buf[:120]!r}")
-
-        await asyncio.wait_for(talk(), per_conn_timeout)
         return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _await_registration(recv):
+    """Reads with `recv` until REGISTERED arrives; checks the response is a 200."""
+    buf = b""
+    while REGISTERED not in buf:                   # bounded by MAX_HEAD_BYTES and timeout
+        chunk = await recv(4096)
+        if not chunk:
+            raise BenchError(f"closed by server before registration: {buf[:120]!r}")
+        buf += chunk
+        if len(buf) > MAX_HEAD_BYTES:
+            raise BenchError("response head too large")
+    if not buf.startswith(b"HTTP/1.1 200"):
+        raise BenchError(f"unexpected response: {buf[:120]!r}")
+
+
+async def _open_one(loop, port, src, topic, per_conn_timeout):
+    """Opens one subscriber; returns its socket (or, over TLS, its StreamWriter) once
+    REGISTERED has been received."""
+    sock = _bound_socket(src)
+    req = f"GET /.well-known/mercure?topic={topic} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+    async def talk():
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        if not TLS:
+            await loop.sock_sendall(sock, req)
+            await _await_registration(lambda n: loop.sock_recv(sock, n))
+            return sock
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE          # the bench's self-signed certificate
+        ctx.set_alpn_protocols(["http/1.1"])
+        reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx,
+                                                       server_hostname="localhost")
+        writer.write(req)
+        await writer.drain()
+        await _await_registration(reader.read)
+        return writer
+
+    try:
+        return await asyncio.wait_for(talk(), per_conn_timeout)
     except BaseException:
         sock.close()
         raise

@@ -4,7 +4,6 @@
 
 use std::rc::Rc;
 
-use futures_lite::future;
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpListener;
 
@@ -14,17 +13,13 @@ use super::{linger, read_head, reply_error};
 use crate::error::HttpError;
 use crate::http::Method;
 use crate::metrics;
+use crate::net::listener::accept_or_stop;
 use crate::runtime::{Answer, Core, QueryKind};
 
 /// Accepts admin connections until the core stops.
 pub async fn run(core: Rc<Core>, listener: TcpListener) {
     loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            core.stopped().await;
-            None
-        })
-        .await;
-        match accepted {
+        match accept_or_stop(&core, &listener).await {
             None => break,
             Some(Ok(stream)) => {
                 glommio::spawn_local(serve(core.clone(), Box::new(Stream::Plain(stream)))).detach();

@@ -4,8 +4,8 @@
 use super::Stream;
 use futures_lite::io::AsyncWriteExt;
 
-use super::publisher::query_param;
-use crate::auth::{find_token, subscribe_rights};
+use super::publisher::verify_request;
+use crate::auth::subscribe_rights;
 use crate::error::HttpError;
 use crate::http::Request;
 use crate::hub::subscriptions::{self, Query};
@@ -20,14 +20,7 @@ pub async fn respond(
 ) -> Result<Vec<u8>, HttpError> {
     // The spec: the client must present a token whose mercure.subscribe selectors match the
     // requested URL.
-    let query_token = query_param(&req.query, "authorization")?;
-    let token = find_token(
-        req.authorization.as_deref(),
-        query_token.as_deref(),
-        req.cookie.as_deref(),
-    )?
-    .ok_or(HttpError::Unauthorized("missing subscriber token"))?;
-    let claims = core.subscriber_auth.verify(token)?;
+    let claims = verify_request(req, &core.subscriber_auth, "missing subscriber token")?;
     let allowed = subscribe_rights(&claims.mercure)
         .is_some_and(|rights| rights.iter().any(|s| s.matches(&req.path)));
     if !allowed {

@@ -7,7 +7,7 @@ use super::Stream;
 use futures_lite::io::AsyncWriteExt;
 
 use super::{read_more, reply_error, with_timeout};
-use crate::auth::{find_token, may_publish, Claims};
+use crate::auth::{find_token, may_publish, Claims, Verifier};
 use crate::error::HttpError;
 use crate::http::{parse_form, Request};
 use crate::hub::publish::parse_update;
@@ -34,7 +34,7 @@ pub async fn handle(
             return Ok(keep);
         }
     };
-    let claims = match verify_publisher(core, req) {
+    let claims = match verify_request(req, &core.publisher_auth, "missing bearer token") {
         Ok(c) => c,
         Err(e) => {
             let keep = len == 0 && req.keep_alive;
@@ -87,17 +87,22 @@ pub async fn handle(
     }
 }
 
-/// Verifies the publisher's token: `Authorization` header, else `authorization` in the
-/// query, else the cookie (a browser publishing from a page).
-fn verify_publisher(core: &Core, req: &Request) -> Result<Claims, HttpError> {
+/// Verifies the token a request presents (`Authorization` header, else `authorization` in
+/// the query, else the cookie, as the spec orders them) with `verifier`; `missing` is the
+/// 401 reason when there is none.
+pub(super) fn verify_request(
+    req: &Request,
+    verifier: &Verifier,
+    missing: &'static str,
+) -> Result<Claims, HttpError> {
     let query_token = query_param(&req.query, "authorization")?;
     let token = find_token(
         req.authorization.as_deref(),
         query_token.as_deref(),
         req.cookie.as_deref(),
     )?
-    .ok_or(HttpError::Unauthorized("missing bearer token"))?;
-    core.publisher_auth.verify(token)
+    .ok_or(HttpError::Unauthorized(missing))?;
+    verifier.verify(token)
 }
 
 /// The first value of `name` in a query string, decoded.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::future;
-use glommio::net::TcpListener;
+use glommio::net::{TcpListener, TcpStream};
 
 use crate::conn;
 use crate::runtime::Core;
@@ -16,16 +16,24 @@ use crate::runtime::Core;
 /// How long to pause accepting after EMFILE/ENFILE/ENOBUFS/ENOMEM.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The next accepted connection, or `None` once the core is told to stop (the pending
+/// accept is dropped then).
+pub async fn accept_or_stop(
+    core: &Core,
+    listener: &TcpListener,
+) -> Option<glommio::Result<TcpStream, ()>> {
+    future::or(async { Some(listener.accept().await) }, async {
+        core.stopped().await;
+        None
+    })
+    .await
+}
+
 /// Accepts connections on this core's listener until the core stops.
 pub async fn run(core: Rc<Core>, listener: TcpListener) {
     let mut next_conn_id: u64 = (core.index as u64) << 48;
     loop {
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            core.stopped().await;
-            None
-        })
-        .await;
-        match accepted {
+        match accept_or_stop(&core, &listener).await {
             None => break,
             Some(Ok(stream)) => {
                 next_conn_id += 1;
