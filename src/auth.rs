@@ -43,14 +43,6 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier for HS256 tokens signed with `secret`.
-    pub fn hs256(secret: &str) -> Verifier {
-        Verifier::with(
-            Algorithm::HS256,
-            DecodingKey::from_secret(secret.as_bytes()),
-        )
-    }
-
     /// A verifier for `alg`: `key` is the HS256 secret, or for RS256/ES256 a PEM public key
     /// given inline or as the path of a PEM file.
     pub fn new(alg: JwtAlgorithm, key: &str) -> Result<Verifier, String> {
@@ -195,9 +187,15 @@ mod tests {
     #[test]
     fn round_trip_and_wrong_key() {
         let t = sign_hs256("k1", &claims(&["*"]));
-        assert!(Verifier::hs256("k1").verify(&t).is_ok());
+        assert!(Verifier::new(JwtAlgorithm::HS256, "k1")
+            .unwrap()
+            .verify(&t)
+            .is_ok());
         assert_eq!(
-            Verifier::hs256("k2").verify(&t).unwrap_err(),
+            Verifier::new(JwtAlgorithm::HS256, "k2")
+                .unwrap()
+                .verify(&t)
+                .unwrap_err(),
             HttpError::Unauthorized("invalid token signature")
         );
     }
@@ -208,7 +206,10 @@ mod tests {
         c.exp = Some(1_000_000);
         let t = sign_hs256("k", &c);
         assert_eq!(
-            Verifier::hs256("k").verify(&t).unwrap_err(),
+            Verifier::new(JwtAlgorithm::HS256, "k")
+                .unwrap()
+                .verify(&t)
+                .unwrap_err(),
             HttpError::Unauthorized("token expired")
         );
     }

@@ -18,8 +18,6 @@ pub struct Stats {
     pub closed: Cell<u64>,
     /// Connections refused with 503 because of `max_connections`.
     pub over_capacity: Cell<u64>,
-    /// Requests answered with a 4xx or 5xx.
-    pub client_errors: Cell<u64>,
     /// Refusals by status, in the order of [`COUNTED_STATUSES`], then "other".
     pub errors_by_status: [Cell<u64>; COUNTED_STATUSES.len() + 1],
     /// Heads not received within `header_timeout`.
@@ -59,7 +57,6 @@ impl Stats {
 
     /// Counts a refusal with `status`.
     pub fn refused(&self, status: u16) {
-        Stats::add(&self.client_errors, 1);
         let slot = COUNTED_STATUSES
             .iter()
             .position(|&s| s == status)
