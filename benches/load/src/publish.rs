@@ -126,16 +126,7 @@ async fn connection(
         write_payload(&mut payload, published[slot], sent_ns, plan.payload_bytes);
         plan.flavor
             .write_publish_request(&mut request, topic, &payload, &plan.token);
-        let exchange = async {
-            stream
-                .write_all(&request)
-                .await
-                .context("sending a publish")?;
-            read_response(&mut stream, &mut response).await
-        };
-        let (status, close) = tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
-            .await
-            .with_context(|| format!("no publish response within {RESPONSE_TIMEOUT:?}"))??;
+        let (status, close) = exchange(&mut stream, &request, &mut response).await?;
         if (200..300).contains(&status) {
             published[slot] += 1;
             ack_us.saturating_record(sys::monotonic_ns().saturating_sub(sent_ns) / 1_000);
@@ -165,6 +156,25 @@ async fn connect(target: SocketAddr) -> anyhow::Result<TcpStream> {
 
 /// Reads one response; returns its status and whether the server will close the connection.
 /// Bodies are delimited by Content-Length, or chunked (read to the last chunk).
+/// Sends one publish request and reads its response (status, whether the server closes),
+/// within `RESPONSE_TIMEOUT`.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    response: &mut Vec<u8>,
+) -> anyhow::Result<(u16, bool)> {
+    let round_trip = async {
+        stream
+            .write_all(request)
+            .await
+            .context("sending a publish")?;
+        read_response(stream, response).await
+    };
+    tokio::time::timeout(RESPONSE_TIMEOUT, round_trip)
+        .await
+        .with_context(|| format!("no publish response within {RESPONSE_TIMEOUT:?}"))?
+}
+
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<(u16, bool)> {
     buf.clear();
     let mut chunk = [0u8; 4096];
@@ -232,16 +242,9 @@ pub async fn warm_up(plan: &Plan) -> anyhow::Result<u64> {
     write_payload(&mut payload, 0, sent_ns, plan.payload_bytes);
     plan.flavor
         .write_publish_request(&mut request, plan.topics, &payload, &plan.token);
-    let exchange = async {
-        stream
-            .write_all(&request)
-            .await
-            .context("sending the warm-up publish")?;
-        read_response(&mut stream, &mut response).await
-    };
-    let (status, _) = tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+    let (status, _) = exchange(&mut stream, &request, &mut response)
         .await
-        .with_context(|| format!("no warm-up publish response within {RESPONSE_TIMEOUT:?}"))??;
+        .context("the warm-up publish")?;
     if !(200..300).contains(&status) {
         bail!("the warm-up publish was refused with {status}: check the flavor and the JWT key");
     }

@@ -88,22 +88,19 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
 
 /// Sends SIGTERM to `pid` (the gateway started by the smoke mode, for a clean shutdown).
 pub fn sigterm(pid: u32) -> io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill has no memory-safety preconditions; `pid` is a child we started.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    signal(pid, libc::SIGTERM)
 }
 
 /// Sends SIGKILL to `pid` (a gateway that ignored SIGTERM past its time limit).
 pub fn sigkill(pid: u32) -> io::Result<()> {
+    signal(pid, libc::SIGKILL)
+}
+
+fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     let pid =
         libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: kill has no memory-safety preconditions; `pid` is a child we started.
-    if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+    if unsafe { libc::kill(pid, sig) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
