@@ -107,6 +107,8 @@ class ServerKind:
     impl: str             # ssegate | go | axum | nchan
     cores: int            # 1 or 2 (taskset and, for ssegate/nchan, workers)
     flavor: str = "mercure"
+    extra: tuple = ()     # more ssegate flags (variants of the gateway itself)
+    binary_env: str = ""  # ssegate: take the binary from this environment variable (a baseline)
 
 
 TARGETS = {
@@ -118,6 +120,13 @@ TARGETS = {
     "nchan-2": ServerKind("nchan, 2 workers", "nchan", 2, "nchan"),
     "go-2": ServerKind("Go stdlib (2 cores)", "go", 2),
     "axum-2": ServerKind("axum broadcast (2 cores)", "axum", 2),
+    # Variants of ssegate itself, for before/after and write-path comparisons.
+    "ssegate-1-uring": ServerKind("ssegate io_uring writes (1 core)", "ssegate", 1,
+                                  extra=("--write-path", "io_uring")),
+    "ssegate-2-uring": ServerKind("ssegate io_uring writes (2 workers)", "ssegate", 2,
+                                  extra=("--write-path", "io_uring")),
+    "ssegate-1-base": ServerKind("ssegate baseline (1 core)", "ssegate", 1,
+                                 binary_env="SSEGATE_BASELINE"),
 }
 DEFAULT_TARGETS = ["ssegate-1", "go-1", "axum-1", "nchan-1", "ssegate-2", "nchan-2"]
 
@@ -138,9 +147,14 @@ class Server:
         self.log = open(Path(self.tmp) / "stderr.log", "wb")
         cores = SERVER_CORES[kind.cores]
         if kind.impl == "ssegate":
-            cmd = [str(SSEGATE), "--listen", "127.0.0.1:0", "--workers", str(kind.cores),
+            binary = SSEGATE
+            if kind.binary_env:
+                if not os.environ.get(kind.binary_env):
+                    raise SuiteError(f"{kind.name} needs ${kind.binary_env}: an ssegate binary")
+                binary = os.environ[kind.binary_env]
+            cmd = [str(binary), "--listen", "127.0.0.1:0", "--workers", str(kind.cores),
                    "--publisher-jwt-key", JWT_KEY, "--heartbeat-interval", "1h", "--admin-addr", "off",
-                   "--max-connections", "100000", "--log-level", "warn"]
+                   "--max-connections", "100000", "--log-level", "warn", *kind.extra]
         elif kind.impl == "go":
             cmd = [str(GO_PEER), "--listen", "127.0.0.1:0"]
         elif kind.impl == "axum":

@@ -70,6 +70,9 @@ pub struct Config {
     /// A subscriber with more than this many bytes queued and not yet taken by the kernel is
     /// disconnected (it reconnects and resumes from history).
     pub max_queued_bytes: usize,
+    /// How each core's flusher hands subscriber writes to the kernel: one `send(2)` per
+    /// subscriber, or one io_uring submission carrying the sends of many subscribers.
+    pub write_path: WritePath,
     /// Open connections (subscribers and publishers, all cores) before new ones get 503.
     pub max_connections: usize,
     /// At shutdown, subscribers are closed spread over this period (each with a `retry:`
@@ -112,6 +115,19 @@ pub enum JwtAlgorithm {
     ES256,
 }
 
+/// How the flusher writes to plain subscriber sockets (TLS subscribers are written by their
+/// own task either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WritePath {
+    /// A non-blocking `send(2)` per subscriber.
+    #[default]
+    Send,
+    /// One io_uring submission (on a small ring of the core's own) per slice of subscribers.
+    #[value(name = "io_uring")]
+    IoUring,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -144,6 +160,7 @@ impl Default for Config {
             max_stream_duration: None,
             write_timeout: Duration::from_secs(30),
             max_queued_bytes: 1 << 20,
+            write_path: WritePath::Send,
             max_connections: 100_000,
             drain_period: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
@@ -387,6 +404,9 @@ pub struct Cli {
     /// Queued bytes before a slow subscriber is dropped.
     #[arg(long)]
     pub max_queued_bytes: Option<usize>,
+    /// How subscriber writes reach the kernel: send or io_uring.
+    #[arg(long, value_enum)]
+    pub write_path: Option<WritePath>,
     /// Open connections before 503.
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -447,6 +467,7 @@ impl Cli {
             heartbeat_interval,
             write_timeout,
             max_queued_bytes,
+            write_path,
             max_connections,
             shutdown_timeout,
             drain_period,

@@ -25,7 +25,7 @@
 //!                   ▼             ▼                               ▼       │
 //!              ③ subscribe ─► ⑤ fan-out (shard)            ③ subscribe ─► ⑤ fan-out
 //!                                 │                                       │
-//!                            ⑥ writer per subscriber                ⑥ writer per subscriber
+//!                            ⑥ flusher (+ task per subscriber)      ⑥ flusher (+ task …)
 //! ```
 //!
 //! | step | module | what happens |
@@ -35,7 +35,7 @@
 //! | ③ subscribe / publish | [`conn`], [`hub::publish`], [`hub::selector`], [`auth`] | JWT, selectors, validation, registration with replay, subscriptions API |
 //! | ④ sequence | [`runtime`] (`core.rs`), [`hub::event`], [`hub::history`] | one order, encode once, history |
 //! | ⑤ fan-out | [`hub::shard`] | index lookup, bounded queues, slow-consumer drop |
-//! | ⑥ write | [`conn`] (`subscriber.rs`) | coalesced writes, heartbeats, close detection |
+//! | ⑥ write | [`conn::flusher`], [`conn`] (`subscriber.rs`) | one non-blocking send per dirty subscriber (or one io_uring batch), coalesced; the subscriber's task takes over on a full socket; heartbeats, close detection |
 //!
 //! Beside the flow: [`conn::admin`] and [`metrics`] serve `/metrics`, `/healthz` and
 //! `/readyz` on core 0, gathering every core's counters with the same mesh query the
@@ -43,10 +43,13 @@
 //! certificate reload (SIGHUP), and speaks systemd's notify protocol.
 //!
 //! **Who owns a connection.** The core that accepted it, for its whole life: one task per
-//! connection reads its request; a subscriber's task then becomes its writer. The shard owns
-//! the subscriber's queue; fan-out only pushes a clone of the event's `Bytes` and wakes the
-//! writer, never waits. A subscriber whose queue passes `max_queued_bytes`, or whose writes
-//! stall for `write_timeout`, is disconnected; it reconnects and resumes from history.
+//! connection reads its request; a subscriber's task then writes its head and replay and
+//! stays parked to notice the client leaving. The shard owns the subscriber's queue; fan-out
+//! only pushes a clone of the event's `Bytes` and marks the subscriber dirty, never waits.
+//! The core's flusher writes dirty plain subscribers many at a time without waking their
+//! tasks; a socket that does not take everything (and every TLS stream) is written by its
+//! own task, which may wait. A subscriber whose queue passes `max_queued_bytes`, or whose
+//! writes stall for `write_timeout`, is disconnected; it reconnects and resumes from history.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -172,3 +172,59 @@ fn a_subscriber_whose_writes_stall_is_dropped_after_write_timeout() {
     );
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_subscriber_that_pauses_gets_every_event_once_in_order_when_it_reads_again() {
+    pause_and_catch_up("send");
+}
+
+#[test]
+fn the_io_uring_write_path_hands_over_and_catches_up_the_same_way() {
+    pause_and_catch_up("io_uring");
+}
+
+fn pause_and_catch_up(write_path: &str) {
+    // A queue allowance far above what is published: this subscriber must not be dropped.
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--max-queued-bytes",
+        "67108864",
+        "--write-path",
+        write_path,
+    ]);
+    let mut sub = server.subscribe("topic=t", &[]);
+    let mut others: Vec<_> = (0..5).map(|_| server.subscribe("topic=t", &[])).collect();
+    let mut publisher = server.publisher();
+    // ~16 MB while the client reads nothing: more than loopback socket buffers hold, so
+    // the gateway's non-blocking sends come up short and the connection's own task has to
+    // wait for writability and take over from the core's flusher.
+    let payload = "y".repeat(16 * 1024 - 8);
+    for i in 0..1000 {
+        let data = format!("{i:07} {payload}");
+        assert_eq!(
+            publisher.post(&[("topic", "t"), ("data", &data)]).status,
+            200
+        );
+    }
+    for i in 0..1000 {
+        let ev = sub.expect_event();
+        assert_eq!(&ev.data[..7], format!("{i:07}"), "event {i} out of order");
+        assert_eq!(ev.data.len(), 16 * 1024);
+    }
+    // Caught up: small events flow again one by one.
+    for i in 0..20 {
+        server.publish(&[("topic", "t"), ("data", &format!("after {i}"))]);
+        assert_eq!(sub.expect_event().data, format!("after {i}"));
+    }
+    // The others paused too, and read everything in one go.
+    for other in &mut others {
+        for i in 0..1000 {
+            let ev = other.expect_event();
+            assert_eq!(&ev.data[..7], format!("{i:07}"), "event {i} out of order");
+        }
+        for i in 0..20 {
+            assert_eq!(other.expect_event().data, format!("after {i}"));
+        }
+    }
+}

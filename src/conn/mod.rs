@@ -8,6 +8,7 @@
 
 pub mod admin;
 mod api;
+pub mod flusher;
 mod publisher;
 pub mod stream;
 mod subscriber;

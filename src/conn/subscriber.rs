@@ -181,6 +181,7 @@ pub async fn open(
             selectors,
             rights: sub.rights,
             fd: stream.as_raw_fd(),
+            direct: matches!(*stream, Stream::Plain(_)),
             after_seq: history.newest_seq(),
             expires: sub.expires,
             lifetime_ends: core.cfg.max_stream_duration.map(|d| {

@@ -2,9 +2,20 @@
 //! subscribers, and the fan-out of one event to every local match.
 //!
 //! Only this core touches its shard (`Rc<RefCell<_>>`, no lock). Fan-out never waits: each
-//! matching subscriber gets a clone of the event's `Bytes` pushed on its bounded queue and its
-//! writer woken; a subscriber whose queue would pass `max_queued_bytes` is dropped on the spot
-//! (it will reconnect and resume from history), so one slow client cannot hold up the core.
+//! matching subscriber gets a clone of the event's `Bytes` pushed on its bounded queue; a
+//! subscriber whose queue would pass `max_queued_bytes` is dropped on the spot (it will
+//! reconnect and resume from history), so one slow client cannot hold up the core.
+//!
+//! Who writes a subscriber's queue to its socket:
+//! - the core's **flusher** (`conn::flusher`), for a plain socket whose send buffer has room:
+//!   fan-out only marks the subscriber dirty, and the flusher later writes everything queued
+//!   for it in one non-blocking send, many subscribers per wake-up, no task woken per
+//!   subscriber. Events that arrive while the flusher works through a long list coalesce
+//!   into the same send;
+//! - the connection's own **task**, while the response head and replay are being written,
+//!   after a send that did not take everything (it then awaits writability with
+//!   `write_timeout`), while draining, and always for TLS (records are sealed per connection).
+//!   It hands the subscriber back to the flusher once its queue is empty.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -12,7 +23,7 @@ use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use indexmap::IndexSet;
 use slab::Slab;
 
@@ -72,8 +83,14 @@ struct Subscriber {
     /// Id and payload for the subscriptions feature (only when `subscriptions` is on).
     info: Option<Box<SubscriberInfo>>,
     state: State,
-    /// The socket, so a drop can abort a write in progress.
+    /// The socket, so a drop can abort a write in progress (and the flusher can write).
     fd: RawFd,
+    /// A plain socket: the flusher may write to it.
+    direct: bool,
+    /// The connection's task writes the queue (see the module docs); else the flusher does.
+    task_writes: bool,
+    /// On the flusher's list.
+    dirty: bool,
 }
 
 /// What [`Shard::add`] needs to know about a new subscriber.
@@ -84,6 +101,8 @@ pub struct NewSubscriber {
     pub rights: Option<Vec<Selector>>,
     /// Its socket, so a drop can shut it down.
     pub fd: RawFd,
+    /// A plain socket the flusher may write to (not TLS).
+    pub direct: bool,
     /// Newest seq already in history: live delivery starts after it.
     pub after_seq: u64,
     /// Token expiry (seconds since the epoch), if the token has `exp`: closed then.
@@ -144,6 +163,10 @@ pub struct Shard {
     max_queued_bytes: usize,
     /// Reused by fan-out for the subscribers to drop, so fan-out does not allocate.
     scratch: Vec<usize>,
+    /// Subscribers with frames queued for the flusher, in the order they became dirty.
+    dirty: Vec<usize>,
+    /// The flusher, parked until `dirty` has something.
+    flusher: Option<Waker>,
 }
 
 /// Whether a subscriber with these selectors and rights should receive `ev` (fan-out and
@@ -168,6 +191,8 @@ impl Shard {
             deadlines: BinaryHeap::new(),
             max_queued_bytes,
             scratch: Vec::new(),
+            dirty: Vec::new(),
+            flusher: None,
         }
     }
 
@@ -209,6 +234,11 @@ impl Shard {
             info: new.info,
             state: State::Open,
             fd: new.fd,
+            direct: new.direct,
+            // The task writes the response head and the replay first; the flusher takes over
+            // when the task finds its queue empty.
+            task_writes: true,
+            dirty: false,
         });
         if let Some(exp) = new.expires {
             let at = exp.saturating_mul(1000);
@@ -301,20 +331,22 @@ impl Shard {
         let mut drop = std::mem::take(&mut self.scratch);
         let max = self.max_queued_bytes;
         let subs = &mut self.subs;
+        let dirty = &mut self.dirty;
         for topic in ev.topics.iter() {
             if let Some(set) = self.exact.get(&**topic) {
                 for &id in set {
-                    deliver(subs, id, ev, max, &mut out, &mut drop);
+                    deliver(subs, dirty, id, ev, max, &mut out, &mut drop);
                 }
             }
         }
         for (sel, set) in self.patterns.values() {
             if sel.matches_any(&ev.topics) {
                 for &id in set {
-                    deliver(subs, id, ev, max, &mut out, &mut drop);
+                    deliver(subs, dirty, id, ev, max, &mut out, &mut drop);
                 }
             }
         }
+        self.wake_flusher();
         for &id in &drop {
             self.drop_subscriber(id, DropReason::SlowConsumer);
         }
@@ -362,10 +394,7 @@ impl Shard {
                     out.tokens += 1;
                 }
                 Deadline::Lifetime => {
-                    sub.state = State::Draining;
-                    if let Some(w) = sub.waker.take() {
-                        w.wake();
-                    }
+                    sub.drain();
                     out.lifetimes += 1;
                 }
             }
@@ -387,14 +416,11 @@ impl Shard {
             if id % parts != part || sub.state != State::Open {
                 continue;
             }
-            sub.state = State::Draining;
             if let Some(r) = retry {
                 sub.queued_bytes += r.len();
                 sub.queue.push_back(r.clone());
             }
-            if let Some(w) = sub.waker.take() {
-                w.wake();
-            }
+            sub.drain();
             n += 1;
         }
         n
@@ -408,9 +434,15 @@ impl Shard {
         };
         match sub.state {
             State::Dropped(r) => Poll::Ready(Next::Dropped(r)),
-            _ if !sub.queue.is_empty() => Poll::Ready(Next::Write),
-            State::Draining => Poll::Ready(Next::Close),
+            // Draining subscribers are always written by their task.
+            State::Draining if sub.queue.is_empty() => Poll::Ready(Next::Close),
+            State::Draining => Poll::Ready(Next::Write),
+            State::Open if sub.task_writes && !sub.queue.is_empty() => Poll::Ready(Next::Write),
             State::Open => {
+                if sub.direct {
+                    // Nothing left for the task to write: the flusher takes over.
+                    sub.task_writes = false;
+                }
                 match &sub.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => sub.waker = Some(cx.waker().clone()),
@@ -445,6 +477,75 @@ impl Shard {
         }
     }
 
+    /// The flusher's wait: ready when subscribers are dirty, which are moved into `into`
+    /// (empty on entry) in the order they became dirty.
+    pub fn poll_dirty(&mut self, cx: &mut Context<'_>, into: &mut Vec<usize>) -> Poll<()> {
+        if self.dirty.is_empty() {
+            match &self.flusher {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => self.flusher = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut self.dirty, into);
+        Poll::Ready(())
+    }
+
+    fn wake_flusher(&mut self) {
+        if !self.dirty.is_empty() {
+            if let Some(w) = self.flusher.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// What the flusher should send to dirty subscriber `id` (its socket and everything
+    /// queued, as one buffer: zero-copy when one frame is queued), or `None` when there is
+    /// nothing for the flusher to do (removed, dropped, or its task writes now).
+    pub fn flush_begin(&mut self, id: usize) -> Option<(RawFd, Bytes)> {
+        let sub = self.subs.get_mut(id)?;
+        if !std::mem::take(&mut sub.dirty) || sub.task_writes || sub.state != State::Open {
+            return None;
+        }
+        let bytes = match sub.queue.len() {
+            0 => return None,
+            1 => sub.queue[0].clone(),
+            _ => {
+                let mut buf = BytesMut::with_capacity(sub.queued_bytes);
+                for frame in &sub.queue {
+                    buf.extend_from_slice(frame);
+                }
+                buf.freeze()
+            }
+        };
+        Some((sub.fd, bytes))
+    }
+
+    /// Records the outcome of the flusher's send to `id` of `len` bytes; returns the bytes the
+    /// kernel took. Anything short of all of them (a full send buffer, an error) hands the
+    /// subscriber to its task, which waits for writability with `write_timeout` (or meets
+    /// the same error and ends the stream).
+    pub fn flush_end(
+        &mut self,
+        id: usize,
+        len: usize,
+        sent: std::io::Result<usize>,
+        now: Instant,
+    ) -> usize {
+        let Some(sub) = self.subs.get_mut(id) else {
+            return 0;
+        };
+        let n = *sent.as_ref().unwrap_or(&0);
+        sub.consume(n, now);
+        if n < len || !sub.queue.is_empty() {
+            sub.task_writes = true;
+            if let Some(w) = sub.waker.take() {
+                w.wake();
+            }
+        }
+        n
+    }
+
     /// One step of the heartbeat sweep. The table is cut into `phases` slices by id; each
     /// call visits one slice, so a full turn of `phases` calls spans one heartbeat interval
     /// and the heartbeats of many idle connections spread over it instead of firing at once.
@@ -468,14 +569,13 @@ impl Shard {
                 {
                     sub.queue.push_back(HEARTBEAT);
                     sub.queued_bytes += HEARTBEAT.len();
-                    if let Some(w) = sub.waker.take() {
-                        w.wake();
-                    }
+                    sub.notify_writer(id, &mut self.dirty);
                     sent += 1;
                 }
             }
             id += phases;
         }
+        self.wake_flusher();
         sent
     }
 }
@@ -483,6 +583,7 @@ impl Shard {
 #[inline]
 fn deliver(
     subs: &mut Slab<Subscriber>,
+    dirty: &mut Vec<usize>,
     id: usize,
     ev: &Event,
     max: usize,
@@ -500,10 +601,50 @@ fn deliver(
     }
     sub.queued_bytes += ev.frame.len();
     sub.queue.push_back(ev.frame.clone());
-    if let Some(w) = sub.waker.take() {
-        w.wake();
-    }
+    sub.notify_writer(id, dirty);
     out.delivered += 1;
+}
+
+impl Subscriber {
+    /// Frames were queued: tell whoever writes this subscriber.
+    #[inline]
+    fn notify_writer(&mut self, id: usize, dirty: &mut Vec<usize>) {
+        if self.task_writes {
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        } else if !self.dirty {
+            self.dirty = true;
+            dirty.push(id);
+        }
+    }
+
+    /// Write what is queued, then close: the task does this, so it owns the writes now.
+    fn drain(&mut self) {
+        self.state = State::Draining;
+        self.task_writes = true;
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// `n` bytes from the front of the queue reached the kernel.
+    fn consume(&mut self, mut n: usize, now: Instant) {
+        self.queued_bytes = self.queued_bytes.saturating_sub(n);
+        self.last_write = now;
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -531,12 +672,94 @@ mod tests {
             selectors: sel(selectors),
             rights: None,
             fd: -1,
+            direct: false,
             after_seq: 0,
             expires: None,
             lifetime_ends: None,
             serial: 0,
             info: None,
         }
+    }
+
+    fn park(s: &mut Shard, id: usize) -> Poll<Next> {
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }));
+        s.poll_next(id, &mut Context::from_waker(&waker))
+    }
+
+    fn dirty(s: &mut Shard) -> Vec<usize> {
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }));
+        let mut out = Vec::new();
+        let _ = s.poll_dirty(&mut Context::from_waker(&waker), &mut out);
+        out
+    }
+
+    #[test]
+    fn the_flusher_takes_over_idle_plain_subscribers_and_hands_back_short_sends() {
+        let mut s = Shard::new(1 << 20);
+        let plain = s.add(NewSubscriber {
+            direct: true,
+            ..new(&["t"])
+        });
+        let tls = s.add(new(&["t"]));
+        // Until its task has written the head and replay and found its queue empty, the
+        // task writes: the event is for the task, not the flusher.
+        s.fan_out(&ev(1, &["t"], 10));
+        assert!(dirty(&mut s).is_empty());
+        assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
+        let b = s.take_batch(plain).unwrap();
+        s.written(plain, b.len(), Instant::now());
+        assert_eq!(park(&mut s, plain), Poll::Pending);
+        assert_eq!(s.take_batch(tls).unwrap().len(), 10);
+        s.written(tls, 10, Instant::now());
+        assert_eq!(park(&mut s, tls), Poll::Pending);
+
+        // Now idle: two events make it dirty once; one send carries both.
+        s.fan_out(&ev(2, &["t"], 10));
+        s.fan_out(&ev(3, &["t"], 20));
+        assert_eq!(dirty(&mut s), vec![plain]);
+        let (_, bytes) = s.flush_begin(plain).unwrap();
+        assert_eq!(bytes.len(), 30);
+        assert!(s.flush_begin(plain).is_none(), "flushed twice");
+        assert_eq!(s.flush_end(plain, 30, Ok(30), Instant::now()), 30);
+        assert_eq!(park(&mut s, plain), Poll::Pending);
+        assert_eq!(
+            s.queued_bytes(),
+            30,
+            "the TLS subscriber still holds its two events"
+        );
+
+        // A short send: the rest of the front frame and the next one go to the task.
+        s.fan_out(&ev(4, &["t"], 10));
+        s.fan_out(&ev(5, &["t"], 10));
+        assert_eq!(dirty(&mut s), vec![plain]);
+        let (_, bytes) = s.flush_begin(plain).unwrap();
+        assert_eq!(s.flush_end(plain, bytes.len(), Ok(4), Instant::now()), 4);
+        assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
+        assert_eq!(s.take_batch(plain).unwrap().len(), 16);
+        // While the task writes, new events are the task's too.
+        s.fan_out(&ev(6, &["t"], 10));
+        assert!(dirty(&mut s).is_empty());
+        s.written(plain, 16, Instant::now());
+        assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
+        assert_eq!(s.take_batch(plain).unwrap().len(), 10);
+        s.written(plain, 10, Instant::now());
+        // Empty again: back to the flusher.
+        assert_eq!(park(&mut s, plain), Poll::Pending);
+        s.fan_out(&ev(7, &["t"], 10));
+        assert_eq!(dirty(&mut s), vec![plain]);
+
+        // A failed send (peer gone) also goes to the task, which meets the error itself.
+        let (_, bytes) = s.flush_begin(plain).unwrap();
+        let gone = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(
+            s.flush_end(plain, bytes.len(), Err(gone), Instant::now()),
+            0
+        );
+        assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
     }
 
     #[test]
@@ -623,6 +846,7 @@ mod private_tests {
             selectors,
             rights: rights.map(|r| r.iter().map(|t| Selector::parse(t)).collect()),
             fd: -1,
+            direct: false,
             after_seq: 0,
             expires,
             lifetime_ends: None,

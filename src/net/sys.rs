@@ -1,10 +1,15 @@
 //! The one module that talks to the socket layer below glommio: listener sockets with
-//! SO_REUSEPORT and a chosen backlog, and `shutdown(2)` on a subscriber's raw fd.
+//! SO_REUSEPORT and a chosen backlog, `shutdown(2)` on a subscriber's raw fd, and the
+//! flusher's non-blocking sends (one `send(2)` each, or a batch on an io_uring).
 #![allow(unsafe_code)]
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use bytes::Bytes;
+use io_uring::{opcode, types};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -57,5 +62,144 @@ pub fn shutdown_both(fd: RawFd) {
     // the same thread, so the number cannot have been reused.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// One non-blocking `send(2)` on a connected socket: the subscriber flusher's fast path.
+/// Returns the bytes the kernel took (possibly fewer than `buf.len()`), `WouldBlock` when its
+/// send buffer is full, or the socket's error (`EPIPE`, `ECONNRESET`: the peer is gone).
+/// `MSG_NOSIGNAL`: a closed peer is an error here, never a SIGPIPE.
+pub fn send_nowait(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a live, initialised slice for the duration of the call and the
+        // kernel only reads `buf.len()` bytes from it. `fd` is a subscriber's socket, which
+        // stays open while its shard entry exists (see `shutdown_both`).
+        let n = unsafe {
+            libc::send(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// A small io_uring of the core's own, for the flusher's batched sends: the sends of a whole
+/// slice of subscribers go to the kernel in one `io_uring_enter`.
+///
+/// Every send carries `MSG_DONTWAIT`, so the kernel completes it during the submission (with
+/// the bytes it took, `EAGAIN`, or the socket's error) instead of parking it: [`send_all`]
+/// waits for all of them and returns, and no buffer is ever referenced by the kernel after it
+/// returns (the rule an owned-buffer io_uring API exists for).
+///
+/// [`send_all`]: SendRing::send_all
+pub struct SendRing {
+    ring: io_uring::IoUring,
+    done: Vec<bool>,
+}
+
+/// How long [`SendRing::send_all`] waits for completions before it shuts down the sockets of
+/// the sends still pending (which should never happen with `MSG_DONTWAIT`).
+const SEND_RING_WAIT: Duration = Duration::from_secs(1);
+
+impl SendRing {
+    /// A ring for batches of up to `entries` sends.
+    pub fn new(entries: u32) -> io::Result<SendRing> {
+        let ring = io_uring::IoUring::builder()
+            .setup_submit_all()
+            .build(entries)?;
+        Ok(SendRing {
+            ring,
+            done: Vec::new(),
+        })
+    }
+
+    /// Most sends per batch.
+    pub fn capacity(&self) -> usize {
+        self.ring.params().sq_entries() as usize
+    }
+
+    /// Sends each `(fd, bytes)` as one non-blocking, `MSG_NOSIGNAL` send, all in one
+    /// submission; `out` gets each send's outcome, in order (as [`send_nowait`] would report
+    /// it). At most [`capacity`](Self::capacity) sends: the rest get `WouldBlock`.
+    pub fn send_all(&mut self, sends: &[(RawFd, Bytes)], out: &mut Vec<io::Result<usize>>) {
+        out.clear();
+        out.extend(sends.iter().map(|_| Err(io::ErrorKind::WouldBlock.into())));
+        let n = sends.len().min(self.capacity());
+        self.done.clear();
+        self.done.resize(n, false);
+        {
+            let mut sq = self.ring.submission();
+            for (i, (fd, buf)) in sends[..n].iter().enumerate() {
+                let len = buf.len().min(u32::MAX as usize) as u32;
+                let sqe = opcode::Send::new(types::Fd(*fd), buf.as_ptr(), len)
+                    .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(i as u64);
+                // SAFETY: `buf` is borrowed for the whole call and this function does not
+                // return before the kernel has completed every send pushed here (or, should
+                // one never complete, keeps its buffer alive forever, below). `n` is at most
+                // the ring's size and the ring is empty between calls, so the push fits.
+                if unsafe { sq.push(&sqe) }.is_err() {
+                    self.done[i] = true;
+                }
+            }
+        }
+        let mut left = self.done.iter().filter(|d| !**d).count();
+        let mut shut = false;
+        for round in 0..3 {
+            if left == 0 {
+                break;
+            }
+            let ts = types::Timespec::from(SEND_RING_WAIT);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            if let Err(e) = self.ring.submitter().submit_with_args(left, &args) {
+                let expected = matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR));
+                if !expected && round == 0 {
+                    tracing::error!(error = %e, "io_uring submission failed");
+                }
+            }
+            for cqe in self.ring.completion() {
+                let i = cqe.user_data() as usize;
+                if i < n && !self.done[i] {
+                    self.done[i] = true;
+                    left -= 1;
+                    let r = cqe.result();
+                    out[i] = if r >= 0 {
+                        Ok(r as usize)
+                    } else {
+                        Err(io::Error::from_raw_os_error(-r))
+                    };
+                }
+            }
+            if left > 0 && !shut {
+                // A send that did not complete at once: shutting its socket down fails it
+                // promptly, and the subscriber's task then ends the stream.
+                tracing::error!(pending = left, "io_uring sends did not complete at once");
+                for (i, (fd, _)) in sends[..n].iter().enumerate() {
+                    if !self.done[i] {
+                        shutdown_both(*fd);
+                    }
+                }
+                shut = true;
+            }
+        }
+        if left > 0 {
+            // Still in the kernel's hands: their buffers must outlive the ring.
+            for (i, (_, buf)) in sends[..n].iter().enumerate() {
+                if !self.done[i] {
+                    std::mem::forget(buf.clone());
+                    out[i] = Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+        }
     }
 }

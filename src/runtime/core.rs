@@ -669,6 +669,23 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     }
     core.liveness.tick(index);
     glommio::spawn_local(run_heartbeats(core.clone())).detach();
+    // The flusher gets its own task queue with a tenth of the default shares: whenever
+    // publishes, requests or other cores' events are waiting, they run first, and the
+    // flusher resumes its list where it left off (see `PREEMPT_TIMER`).
+    let flusher_queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(100),
+        glommio::Latency::NotImportant,
+        "flusher",
+    );
+    match glommio::spawn_local_into(crate::conn::flusher::run(core.clone()), flusher_queue) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => {
+            tracing::error!(core = index, error = %e, "starting the flusher failed");
+            return;
+        }
+    }
     if index == SEQUENCER {
         if let Some(admin) = boot.admin.lock().ok().and_then(|mut a| a.take()) {
             glommio::spawn_local(crate::conn::admin::run(

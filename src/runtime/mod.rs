@@ -27,6 +27,14 @@ const MESH_CAPACITY: usize = 4096;
 /// io_uring registered memory per executor: a network server needs little (glommio's 10 MiB
 /// default is sized for file I/O, and pins three times that per core).
 const IO_MEMORY: usize = 64 * 1024;
+/// How long a core runs one task queue before it polls for I/O and lets the other queues run
+/// (glommio's default is 100 ms). The flusher keeps its queue busy through a long fan-out;
+/// switching this often lets new publishes and requests in meanwhile, so a 10k-subscriber
+/// fan-out does not hold up the next publish's acknowledgement, and the events that arrive
+/// coalesce into the sends still to come. Measured (hot broadcast, 10k subscribers × 50/s):
+/// at 100 ms the publisher fell behind its schedule (acks ~100 ms, p99 41 s); at 1 ms it kept
+/// it.
+const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 
 /// A started gateway.
 pub struct Running {
@@ -197,6 +205,7 @@ pub fn start(
         LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(workers, CpuSet::online().ok()))
             .name("ssegate")
             .io_memory(IO_MEMORY)
+            .preempt_timer(PREEMPT_TIMER)
             .on_all_shards(move || async move {
                 let (senders, receivers) = match mesh.join().await {
                     Ok(pair) => pair,

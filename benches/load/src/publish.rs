@@ -59,12 +59,13 @@ pub struct Outcome {
 pub async fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     let conns = plan.connections.clamp(1, plan.topics.max(1));
     let start = Instant::now();
+    let start_ns = sys::monotonic_ns();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..conns {
         let owned: Vec<u32> = (c..plan.topics).step_by(conns as usize).collect();
         let rate = plan.rate * owned.len() as f64 / f64::from(plan.topics);
         let plan = plan.clone();
-        tasks.spawn_local(async move { connection(&plan, owned, rate, start).await });
+        tasks.spawn_local(async move { connection(&plan, owned, rate, start, start_ns).await });
     }
     let mut out = Outcome {
         published: vec![0; plan.topics as usize],
@@ -96,6 +97,7 @@ async fn connection(
     owned: Vec<u32>,
     rate: f64,
     start: Instant,
+    start_ns: u64,
 ) -> anyhow::Result<ConnOutcome> {
     let end = start + plan.duration;
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
@@ -123,7 +125,15 @@ async fn connection(
         let slot = (j % owned.len() as u64) as usize;
         let topic = owned[slot];
         let sent_ns = sys::monotonic_ns();
-        write_payload(&mut payload, published[slot], sent_ns, plan.payload_bytes);
+        // The payload's timestamp is when the event was due, not when it could be sent: a
+        // server that answers publishes late delays every later event of this connection,
+        // and that delay belongs in the delivery latency (no coordinated omission). Unpaced
+        // runs have no schedule: the send time is all there is.
+        let stamp_ns = match interval {
+            Some(iv) => start_ns + iv.mul_f64(j as f64).as_nanos() as u64,
+            None => sent_ns,
+        };
+        write_payload(&mut payload, published[slot], stamp_ns, plan.payload_bytes);
         plan.flavor
             .write_publish_request(&mut request, topic, &payload, &plan.token);
         let (status, close) = exchange(&mut stream, &request, &mut response).await?;
