@@ -63,6 +63,9 @@ struct Subscriber {
     last_write: Instant,
     /// Seq of the last event queued: an event matching several selectors is queued once.
     last_seq: u64,
+    /// When the sequencer accepted the oldest event queued since the last batch was taken,
+    /// for the publish→write latency histogram.
+    queued_at: Option<Instant>,
     /// What the subscriber asked for (to unindex, and to match replays).
     selectors: Box<[Selector]>,
     /// Its token's `mercure.subscribe` selectors: the private updates it may receive.
@@ -203,6 +206,7 @@ impl Shard {
             waker: None,
             last_write: Instant::now(),
             last_seq: new.after_seq,
+            queued_at: None,
             selectors: new.selectors.into_boxed_slice(),
             rights: new.rights.map(Vec::into_boxed_slice),
             serial: new.serial,
@@ -437,6 +441,13 @@ impl Shard {
         }
     }
 
+    /// When the oldest event in the batch just taken was accepted by the sequencer (`None`
+    /// for a batch of heartbeats or shutdown hints); resets it for the next batch. Call right
+    /// after [`Shard::take_batch`].
+    pub fn take_queued_at(&mut self, id: usize) -> Option<Instant> {
+        self.subs.get_mut(id)?.queued_at.take()
+    }
+
     /// Records that `n` bytes reached the kernel.
     pub fn written(&mut self, id: usize, n: usize, now: Instant) {
         if let Some(sub) = self.subs.get_mut(id) {
@@ -500,6 +511,7 @@ fn deliver(
     }
     sub.queued_bytes += ev.frame.len();
     sub.queue.push_back(ev.frame.clone());
+    sub.queued_at.get_or_insert(ev.at);
     if let Some(w) = sub.waker.take() {
         w.wake();
     }
