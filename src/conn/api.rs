@@ -54,14 +54,17 @@ pub(super) async fn handle(
     conn_id: u64,
 ) -> Handled {
     match respond(core, req, query, cors).await {
-        Ok(resp) => {
-            let ok = stream.write_all(&resp).await.is_ok();
-            Handled::new(200, ok && req.keep_alive)
-        }
+        Ok(resp) => match stream.write_all(&resp).await {
+            Ok(()) => Handled::new(200, req.keep_alive),
+            Err(_) => Handled::gone(200),
+        },
         Err(e) => {
             let keep = req.keep_alive && !e.closes_connection();
-            let ok = super::reply_error(core, stream, conn_id, &e, keep, cors).await;
-            Handled::new(e.status(), ok && keep)
+            if super::reply_error(core, stream, conn_id, &e, keep, cors).await {
+                Handled::new(e.status(), keep)
+            } else {
+                Handled::gone(e.status())
+            }
         }
     }
 }

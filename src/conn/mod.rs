@@ -85,7 +85,7 @@ pub async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_ca
     core.stats.closed(reason);
     tracing::debug!(
         conn = conn_id,
-        reason = reason.as_str(),
+        reason = %reason.as_str(),
         "connection closed"
     );
 }
@@ -161,11 +161,16 @@ async fn requests(
     over_capacity: bool,
 ) -> Result<subscriber::Live, CloseReason> {
     let _ = tcp.set_nodelay(true);
-    let peer = tcp.peer_addr().ok();
+    // One getpeername(2) per connection, only when something will print it.
+    let peer = if core.access_log.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
+        tcp.peer_addr().ok()
+    } else {
+        None
+    };
     tracing::debug!(
         conn = conn_id,
         core = core.index,
-        peer = ?peer,
+        peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
         "connection opened"
     );
     let tls = core.tls.borrow().clone();
@@ -240,14 +245,14 @@ async fn requests(
             (Some(e), ..) => e,
             (None, true, Method::Get) => {
                 drop(buf);
-                let start = ex.start;
-                return match subscriber::open(core, stream, &req, &cors, conn_id).await {
-                    subscriber::Opened::Live(mut live) => {
-                        if core.access_log.is_some() {
-                            live.log_at_end(peer, start);
-                        }
-                        Ok(live)
-                    }
+                let access = core.access_log.is_some().then(|| {
+                    Box::new(subscriber::AccessStart {
+                        peer,
+                        start: ex.start,
+                    })
+                });
+                return match subscriber::open(core, stream, &req, &cors, conn_id, access).await {
+                    subscriber::Opened::Live(live) => Ok(live),
                     subscriber::Opened::Refused(status, stream) => {
                         ex.answered(core, &stream, status);
                         linger(stream).await;
@@ -260,7 +265,10 @@ async fn requests(
                 Ok(resp) => {
                     let ok = stream.write_all(&resp).await.is_ok();
                     ex.answered(core, &stream, 204);
-                    if !ok || !req.keep_alive {
+                    if !ok {
+                        return Err(CloseReason::ClientClosed);
+                    }
+                    if !req.keep_alive {
                         linger(stream).await;
                         return Err(CloseReason::Answered);
                     }
@@ -291,7 +299,10 @@ async fn requests(
                 );
                 let ok = stream.write_all(resp.as_bytes()).await.is_ok();
                 ex.answered(core, &stream, 200);
-                if ok && req.keep_alive {
+                if !ok {
+                    return Err(CloseReason::ClientClosed);
+                }
+                if req.keep_alive {
                     continue;
                 }
                 linger(stream).await;
@@ -302,11 +313,14 @@ async fn requests(
                 Some(query) if method == Method::Get => {
                     let done = api::handle(core, &mut stream, &req, &query, &cors, conn_id).await;
                     ex.answered(core, &stream, done.status);
-                    if done.next == Next::KeepAlive {
-                        continue;
+                    match done.next {
+                        Next::KeepAlive => continue,
+                        Next::Close => {
+                            linger(stream).await;
+                            return Err(CloseReason::Answered);
+                        }
+                        Next::Gone => return Err(CloseReason::ClientClosed),
                     }
-                    linger(stream).await;
-                    return Err(CloseReason::Answered);
                 }
                 Some(_) => HttpError::MethodNotAllowed("GET"),
                 None => HttpError::NotFound,
@@ -320,7 +334,10 @@ async fn requests(
         let keep = req.keep_alive && !has_body && !err.closes_connection();
         let ok = reply_error(core, &mut stream, conn_id, &err, keep, &cors).await;
         ex.answered(core, &stream, err.status());
-        if !ok || !keep {
+        if !ok {
+            return Err(CloseReason::ClientClosed);
+        }
+        if !keep {
             linger(stream).await;
             return Err(CloseReason::Answered);
         }

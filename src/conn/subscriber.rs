@@ -124,17 +124,12 @@ pub struct Live {
     access: Option<Box<AccessStart>>,
 }
 
-/// When and from where a subscription was requested.
-struct AccessStart {
-    peer: Option<SocketAddr>,
-    start: Instant,
-}
-
-impl Live {
-    /// Writes an access log line for this subscription when its stream ends.
-    pub fn log_at_end(&mut self, peer: Option<SocketAddr>, start: Instant) {
-        self.access = Some(Box::new(AccessStart { peer, start }));
-    }
+/// When and from where a subscription was requested, for its access log line.
+pub struct AccessStart {
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// When its request head was read.
+    pub start: Instant,
 }
 
 /// What [`open`] made of a subscription request.
@@ -149,12 +144,14 @@ pub enum Opened {
 
 /// Opens a subscription: parses the request, registers in the shard, writes the response
 /// head and the replay. Everything this needs is freed before the stream goes live.
+/// `access` is given when the access log is on: the line is written when the stream ends.
 pub async fn open(
     core: &Core,
     mut stream: Box<Stream>,
     req: &Request,
     cors: &str,
     conn_id: u64,
+    access: Option<Box<AccessStart>>,
 ) -> Opened {
     let sub = match parse_subscription(core, req) {
         Ok(s) => s,
@@ -239,12 +236,8 @@ pub async fn open(
     );
 
     match write_replay(&mut stream, head, replay).await {
-        Ok(()) => Opened::Live(Live {
-            stream,
-            id,
-            access: None,
-        }),
-        Err(e) => Opened::Ended(finish(core, stream, id, conn_id, Err(e), None)),
+        Ok(()) => Opened::Live(Live { stream, id, access }),
+        Err(e) => Opened::Ended(finish(core, stream, id, conn_id, Err(e), access)),
     }
 }
 
@@ -311,7 +304,7 @@ fn finish(
     tracing::debug!(
         conn = conn_id,
         sub = id,
-        end = reason.as_str(),
+        end = %reason.as_str(),
         "subscriber closed"
     );
     if let Some(a) = access {
