@@ -101,6 +101,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info` or `ssegate=debug`.
     pub log_level: String,
+    /// Access log, one line per request: `"off"`, `"stderr"`, `"stdout"`, or a file path
+    /// (appended to). See [`crate::access_log`].
+    pub access_log: String,
 }
 
 /// JWT signature algorithms accepted for a key.
@@ -172,6 +175,7 @@ impl Default for Config {
             backlog: 4096,
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
+            access_log: "off".to_string(),
         }
     }
 }
@@ -312,6 +316,16 @@ impl Config {
                 ));
             }
         }
+        if let crate::access_log::Target::File(path) =
+            crate::access_log::Target::parse(&self.access_log)
+        {
+            if path.is_dir() {
+                return Err(invalid(
+                    "access_log",
+                    "must be \"off\", \"stderr\", \"stdout\" or a file path, not a directory",
+                ));
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(invalid("log_level", e.to_string()));
         }
@@ -440,6 +454,9 @@ pub struct Cli {
     /// Log filter, e.g. "info" or "ssegate=debug".
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Access log: "off", "stderr", "stdout" or a file path.
+    #[arg(long)]
+    pub access_log: Option<String>,
 }
 
 impl Cli {
@@ -478,7 +495,8 @@ impl Cli {
             max_topics,
             backlog,
             log_format,
-            log_level
+            log_level,
+            access_log
         );
         if let Some(v) = &self.publisher_jwt_key {
             c.publisher_jwt_key = Some(v.clone());

@@ -39,7 +39,8 @@
 //!
 //! Beside the flow: [`conn::admin`] and [`metrics`] serve `/metrics`, `/healthz` and
 //! `/readyz` on core 0, gathering every core's counters with the same mesh query the
-//! subscriptions API uses; `main.rs` turns signals into shutdown (SIGTERM/SIGINT) and
+//! subscriptions API uses; [`access_log`] buffers one line per request on each core and
+//! hands the buffers to one writer thread, so no core waits on a disk; `main.rs` turns signals into shutdown (SIGTERM/SIGINT) and
 //! certificate reload (SIGHUP), and speaks systemd's notify protocol.
 //!
 //! **Who owns a connection.** The core that accepted it, for its whole life: one task per
@@ -53,6 +54,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod auth;
 pub mod config;
 pub mod conn;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::runtime::stats::COUNTED_STATUSES;
+use crate::runtime::stats::{CloseReason, COUNTED_STATUSES, LATENCY_BUCKETS};
 use crate::runtime::Snapshot;
 
 /// One metric: name, type, help, and how to read it from a snapshot.
@@ -20,12 +20,6 @@ const METRICS: &[Metric] = &[
         kind: "counter",
         help: "Connections accepted.",
         value: |s| s.accepted,
-    },
-    Metric {
-        name: "ssegate_connections_closed_total",
-        kind: "counter",
-        help: "Connections closed.",
-        value: |s| s.closed,
     },
     Metric {
         name: "ssegate_connections_open",
@@ -118,12 +112,51 @@ const METRICS: &[Metric] = &[
         value: |s| s.heartbeats,
     },
     Metric {
+        name: "ssegate_tls_handshakes_total",
+        kind: "counter",
+        help: "TLS handshakes completed.",
+        value: |s| s.tls_handshakes,
+    },
+    Metric {
+        name: "ssegate_tls_handshake_failures_total",
+        kind: "counter",
+        help: "TLS handshakes failed or timed out (plaintext on the TLS port, scanners, clients that gave up).",
+        value: |s| s.tls_failures,
+    },
+    Metric {
+        name: "ssegate_access_log_dropped_lines_total",
+        kind: "counter",
+        help: "Access log lines dropped because the log writer fell behind.",
+        value: |s| s.access_log_dropped,
+    },
+    Metric {
         name: "ssegate_history_events",
         kind: "gauge",
         help: "Events retained in this core's history.",
         value: |s| s.history,
     },
 ];
+
+/// Writes one counter labelled by core and status (slots in the order of
+/// [`COUNTED_STATUSES`], then "other").
+fn by_status(
+    out: &mut String,
+    cores: &[Snapshot],
+    name: &str,
+    help: &str,
+    slots: fn(&Snapshot) -> &Vec<u64>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for s in cores {
+        for (i, n) in slots(s).iter().enumerate() {
+            let status = COUNTED_STATUSES
+                .get(i)
+                .map_or("other".to_owned(), |st| st.to_string());
+            let _ = writeln!(out, "{name}{{core=\"{}\",status=\"{status}\"}} {n}", s.core);
+        }
+    }
+}
 
 /// Renders the exposition for all cores.
 pub fn render(cores: &[Snapshot]) -> String {
@@ -142,16 +175,59 @@ pub fn render(cores: &[Snapshot]) -> String {
             let _ = writeln!(out, "{}{{core=\"{}\"}} {}", m.name, s.core, (m.value)(s));
         }
     }
-    let name = "ssegate_requests_refused_total";
-    let _ = writeln!(out, "# HELP {name} Requests refused, by status.");
+    by_status(
+        &mut out,
+        cores,
+        "ssegate_requests_refused_total",
+        "Requests refused, by status (publish, subscribe and every other route).",
+        |s| &s.errors_by_status,
+    );
+    by_status(
+        &mut out,
+        cores,
+        "ssegate_publish_errors_total",
+        "Publish requests refused, by status.",
+        |s| &s.publish_errors,
+    );
+    let name = "ssegate_connections_closed_total";
+    let _ = writeln!(out, "# HELP {name} Connections closed, by reason.");
     let _ = writeln!(out, "# TYPE {name} counter");
     for s in cores {
-        for (i, n) in s.errors_by_status.iter().enumerate() {
-            let status = COUNTED_STATUSES
-                .get(i)
-                .map_or("other".to_owned(), |st| st.to_string());
-            let _ = writeln!(out, "{name}{{core=\"{}\",status=\"{status}\"}} {n}", s.core);
+        for (reason, n) in CloseReason::ALL.iter().zip(&s.closed_by_reason) {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",reason=\"{}\"}} {n}",
+                s.core,
+                reason.as_str()
+            );
         }
+    }
+    let name = "ssegate_delivery_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from the sequencer accepting an event to its bytes being handed to the kernel for a subscriber; observed once per write, for the oldest event in the write."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for s in cores {
+        let mut cumulative = 0;
+        for (i, n) in s.latency_buckets.iter().enumerate() {
+            cumulative += n;
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_owned(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{core=\"{}\",le=\"{le}\"}} {cumulative}",
+                s.core
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum{{core=\"{}\"}} {}",
+            s.core,
+            s.latency_sum_ns as f64 / 1e9
+        );
+        let _ = writeln!(out, "{name}_count{{core=\"{}\"}} {cumulative}", s.core);
     }
     out
 }
@@ -162,10 +238,17 @@ mod tests {
 
     #[test]
     fn renders_every_core_with_help_and_type() {
+        let mut latency_buckets = vec![0; LATENCY_BUCKETS.len() + 1];
+        latency_buckets[0] = 2; // ≤ 0.5 ms
+        latency_buckets[LATENCY_BUCKETS.len()] = 1; // > 2.5 s
         let a = Snapshot {
             core: 0,
             delivered: 5,
             errors_by_status: vec![1; 13],
+            publish_errors: vec![0; 13],
+            closed_by_reason: vec![3; CloseReason::ALL.len()],
+            latency_buckets,
+            latency_sum_ns: 3_000_500_000,
             ..Snapshot::default()
         };
         let b = Snapshot {
@@ -180,5 +263,17 @@ mod tests {
         assert!(text.contains("ssegate_events_delivered_total{core=\"1\"} 7\n"));
         assert!(text.contains("ssegate_requests_refused_total{core=\"0\",status=\"431\"} 1\n"));
         assert!(text.contains("ssegate_requests_refused_total{core=\"0\",status=\"other\"} 1\n"));
+        assert!(text
+            .contains("ssegate_connections_closed_total{core=\"0\",reason=\"slow_consumer\"} 3\n"));
+        assert!(text.contains("# TYPE ssegate_delivery_latency_seconds histogram\n"));
+        assert!(
+            text.contains("ssegate_delivery_latency_seconds_bucket{core=\"0\",le=\"0.0005\"} 2\n")
+        );
+        assert!(text.contains("ssegate_delivery_latency_seconds_bucket{core=\"0\",le=\"2.5\"} 2\n"));
+        assert!(
+            text.contains("ssegate_delivery_latency_seconds_bucket{core=\"0\",le=\"+Inf\"} 3\n")
+        );
+        assert!(text.contains("ssegate_delivery_latency_seconds_count{core=\"0\"} 3\n"));
+        assert!(text.contains("ssegate_delivery_latency_seconds_sum{core=\"0\"} 3.0005\n"));
     }
 }

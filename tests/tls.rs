@@ -261,3 +261,109 @@ fn a_drained_tls_stream_ends_with_close_notify() {
     assert!(server.wait_exit(Duration::from_secs(3)).is_some());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Whether `tool` runs (`tool args…` succeeds).
+fn have(tool: &str, args: &[&str]) -> bool {
+    std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Stock clients that verify the certificate for real: the fixture is self-signed with
+/// `localhost` and `127.0.0.1` in its subjectAltName, so it is given as its own CA and
+/// hostname verification passes honestly (no `-k`). Skipped, with a message, when the tool
+/// is missing; CI installs both.
+#[test]
+fn curl_and_openssl_verify_the_certificate() {
+    use std::process::{Command, Stdio};
+    let dir = cert_dir("stock");
+    let server = tls_server(&dir);
+    let port = server.addr.port();
+    let ca = fixture("tls-a-cert.pem");
+    let url = format!("https://localhost:{port}/.well-known/mercure");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let auth = format!(
+        "Authorization: Bearer {}",
+        token(r#"{"mercure":{"publish":["*"]}}"#)
+    );
+
+    if have("curl", &["--version"]) {
+        let publish = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &ca,
+                "--resolve",
+                &resolve,
+            ])
+            .args(["-H", &auth, "-d", "topic=t", "-d", "data=via curl", &url])
+            .output()
+            .unwrap();
+        let id = String::from_utf8_lossy(&publish.stdout).into_owned();
+        assert!(
+            publish.status.success() && id.starts_with("urn:uuid:"),
+            "curl publish: {id} {}",
+            String::from_utf8_lossy(&publish.stderr)
+        );
+        // The stream never ends by itself: curl stops at --max-time (exit 28) after the head
+        // and the replay of the event just published.
+        let subscribe = Command::new("curl")
+            .args(["-sS", "-i", "-N", "--max-time", "2", "--cacert", &ca])
+            .args([
+                "--resolve",
+                &resolve,
+                &format!("{url}?topic=t&lastEventID=earliest"),
+            ])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&subscribe.stdout);
+        assert_eq!(subscribe.status.code(), Some(28), "curl subscribe: {out}");
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("Content-Type: text/event-stream\r\n"), "{out}");
+        assert!(
+            out.contains(&format!("id: {id}\ndata: via curl\n\n")),
+            "{out}"
+        );
+    } else {
+        eprintln!("skipped the curl half: curl is not on PATH");
+    }
+
+    if have("openssl", &["version"]) {
+        let body = form(&[("topic", "t"), ("data", "via openssl")]);
+        let request = format!(
+            "POST /.well-known/mercure HTTP/1.1\r\nHost: localhost\r\n{auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-verify_return_error"])
+            .args(["-connect", &format!("127.0.0.1:{port}")])
+            .args(["-servername", "localhost", "-verify_hostname", "localhost"])
+            .args(["-CAfile", &ca])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server closes after its answer (Connection: close), which ends s_client.
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(request.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.starts_with("HTTP/1.1 200 OK\r\n"),
+            "openssl s_client: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("urn:uuid:"), "{text}");
+    } else {
+        eprintln!("skipped the openssl half: openssl is not on PATH");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

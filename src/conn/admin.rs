@@ -22,7 +22,7 @@ pub async fn run(core: Rc<Core>, listener: TcpListener) {
         match accept_or_stop(&core, &listener).await {
             None => break,
             Some(Ok(stream)) => {
-                glommio::spawn_local(serve(core.clone(), Box::new(Stream::Plain(stream)))).detach();
+                glommio::spawn_local(serve(core.clone(), Box::new(Stream::plain(stream)))).detach();
             }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "admin accept failed");

@@ -1,7 +1,7 @@
 //! ③ The subscriptions API (`GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`):
 //! authorized like a subscription, answered from every core's shard gathered over the mesh.
 
-use super::Stream;
+use super::{Handled, Stream};
 use futures_lite::io::AsyncWriteExt;
 
 use super::publisher::verify_request;
@@ -44,20 +44,27 @@ pub async fn respond(
     .into_bytes())
 }
 
-/// Writes the API's answer or error. Returns whether the connection may be reused.
-pub async fn handle(
+/// Writes the API's answer or error: the status, and whether the connection may be reused.
+pub(super) async fn handle(
     core: &Core,
     stream: &mut Stream,
     req: &Request,
     query: &Query,
     cors: &str,
     conn_id: u64,
-) -> bool {
+) -> Handled {
     match respond(core, req, query, cors).await {
-        Ok(resp) => stream.write_all(&resp).await.is_ok() && req.keep_alive,
+        Ok(resp) => match stream.write_all(&resp).await {
+            Ok(()) => Handled::new(200, req.keep_alive),
+            Err(_) => Handled::gone(200),
+        },
         Err(e) => {
             let keep = req.keep_alive && !e.closes_connection();
-            super::reply_error(core, stream, conn_id, &e, keep, cors).await && keep
+            if super::reply_error(core, stream, conn_id, &e, keep, cors).await {
+                Handled::new(e.status(), keep)
+            } else {
+                Handled::gone(e.status())
+            }
         }
     }
 }

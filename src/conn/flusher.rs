@@ -71,7 +71,11 @@ fn flush_slice(core: &Core, slice: &[usize]) -> usize {
     for &id in slice {
         if let Some((fd, bytes)) = shard.flush_begin(id) {
             let sent = sys::send_nowait(fd, &bytes);
-            written += shard.flush_end(id, bytes.len(), sent, now);
+            let (n, queued_at) = shard.flush_end(id, bytes.len(), sent, now);
+            written += n;
+            if let Some(at) = queued_at {
+                core.stats.observe_delivery(at, Instant::now());
+            }
         }
     }
     written
@@ -100,7 +104,11 @@ impl Batch {
         for ((&id, (_, bytes)), sent) in
             self.ids.iter().zip(&self.sends).zip(self.results.drain(..))
         {
-            written += shard.flush_end(id, bytes.len(), sent, now);
+            let (n, queued_at) = shard.flush_end(id, bytes.len(), sent, now);
+            written += n;
+            if let Some(at) = queued_at {
+                core.stats.observe_delivery(at, Instant::now());
+            }
         }
         self.sends.clear();
         self.ids.clear();

@@ -15,6 +15,7 @@ mod subscriber;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,9 +26,11 @@ use glommio::net::TcpStream;
 
 pub use stream::Stream;
 
+use crate::access_log::Record;
 use crate::error::HttpError;
 use crate::http::{self, Method, Request, MERCURE_PATH};
 use crate::hub::subscriptions;
+use crate::runtime::stats::CloseReason;
 use crate::runtime::{Core, Stats};
 
 /// How long a closing connection is drained before it is dropped, so the client reads our
@@ -38,8 +41,12 @@ const LINGER_BYTES: usize = 256 * 1024;
 
 /// Why reading a request head ended without a request.
 enum HeadError {
-    /// The peer closed (or an idle keep-alive ended): nothing to answer.
+    /// The peer closed (or reset): nothing to answer.
     Closed,
+    /// An idle keep-alive connection passed `keepalive_timeout`.
+    Idle,
+    /// An idle keep-alive connection was closed because the core is stopping.
+    Stopped,
     /// The head did not arrive within `header_timeout` (slow loris).
     TimedOut,
     /// The head is invalid: answer it.
@@ -54,7 +61,6 @@ impl Drop for Slot {
         self.0.conns.fetch_sub(1, Ordering::Relaxed);
         let stats = &self.0.stats;
         stats.conns_open.set(stats.conns_open.get() - 1);
-        Stats::add(&stats.closed, 1);
     }
 }
 
@@ -66,37 +72,123 @@ impl Drop for Slot {
 /// the connection becomes a subscriber stream, and the stream itself is boxed so that moving
 /// it from phase to phase does not reserve room for a copy in each (futures are sized for
 /// every value they may hold, and rustc overlaps few of them).
+///
+/// Log lines about a connection carry its id as the `conn` field. Not a tracing span: an
+/// entered span per connection costs about 400 bytes of registry and formatting state per
+/// idle subscriber (a third of the rest of it) and a shared lock on every poll.
 pub async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_capacity: bool) {
     Stats::add(&core.stats.conns_open, 1);
     let _slot = Slot(core.clone());
-    if let Some(live) = Box::pin(requests(&core, stream, conn_id, over_capacity)).await {
-        subscriber::stream(&core, live, conn_id).await;
+    let reason = match Box::pin(requests(&core, stream, conn_id, over_capacity)).await {
+        Ok(live) => subscriber::stream(&core, live, conn_id).await,
+        Err(reason) => reason,
+    };
+    core.stats.closed(reason);
+    tracing::debug!(
+        conn = conn_id,
+        reason = %reason.as_str(),
+        "connection closed"
+    );
+}
+
+/// The parts of a request the access log needs once it is answered.
+struct Exchange<'a> {
+    conn: u64,
+    peer: Option<SocketAddr>,
+    method: &'a str,
+    path: &'a str,
+    start: Instant,
+    written_before: u64,
+}
+
+impl Exchange<'_> {
+    /// Writes the request's access log line.
+    fn answered(&self, core: &Core, stream: &Stream, status: u16) {
+        core.log_access(&Record {
+            conn: self.conn,
+            peer: self.peer,
+            method: self.method,
+            path: self.path,
+            status,
+            bytes: stream.written() - self.written_before,
+            duration: self.start.elapsed(),
+            end: None,
+        });
     }
 }
 
-/// Reads and answers requests until the connection closes or becomes a subscriber.
+/// What a handler did with a request: the status it answered (0 if none, for the access
+/// log) and what happens to the connection next.
+struct Handled {
+    status: u16,
+    next: Next,
+}
+
+/// What happens to a connection after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close after lingering (the response said `Connection: close`).
+    Close,
+    /// The connection is already gone (a write or read failed).
+    Gone,
+}
+
+impl Handled {
+    fn new(status: u16, keep_alive: bool) -> Handled {
+        let next = if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+        Handled { status, next }
+    }
+
+    fn gone(status: u16) -> Handled {
+        Handled {
+            status,
+            next: Next::Gone,
+        }
+    }
+}
+
+/// Reads and answers requests until the connection closes (returning why) or becomes a
+/// subscriber.
 async fn requests(
     core: &Core,
     tcp: Box<TcpStream>,
     conn_id: u64,
     over_capacity: bool,
-) -> Option<subscriber::Live> {
+) -> Result<subscriber::Live, CloseReason> {
     let _ = tcp.set_nodelay(true);
+    // One getpeername(2) per connection, only when something will print it.
+    let peer = if core.access_log.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
+        tcp.peer_addr().ok()
+    } else {
+        None
+    };
+    tracing::debug!(
+        conn = conn_id,
+        core = core.index,
+        peer = %peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+        "connection opened"
+    );
     let tls = core.tls.borrow().clone();
     let mut stream = match tls {
-        None => Box::new(Stream::Plain(*tcp)),
+        None => Box::new(Stream::plain(*tcp)),
         Some(config) => {
             let handshake = futures_rustls::TlsAcceptor::from(config).accept(*tcp);
             match with_timeout(core.cfg.header_timeout, handshake).await {
                 Ok(tls) => {
                     Stats::add(&core.stats.tls_handshakes, 1);
-                    Box::new(Stream::Tls(Box::new(tls)))
+                    Box::new(Stream::tls(tls))
                 }
                 Err(e) => {
                     // Plain HTTP to the TLS port, a scanner, a client that gave up: close.
                     Stats::add(&core.stats.tls_failures, 1);
                     tracing::debug!(conn = conn_id, error = %e, "TLS handshake failed");
-                    return None;
+                    return Err(CloseReason::TlsFailed);
                 }
             }
         }
@@ -108,17 +200,37 @@ async fn requests(
         first = false;
         let req = match head {
             Ok(req) => req,
-            Err(HeadError::Closed) => return None,
+            Err(HeadError::Closed) => return Err(CloseReason::ClientClosed),
+            Err(HeadError::Idle) => return Err(CloseReason::IdleTimeout),
+            Err(HeadError::Stopped) => return Err(CloseReason::Shutdown),
             Err(HeadError::TimedOut) => {
                 Stats::add(&core.stats.header_timeouts, 1);
                 tracing::debug!(conn = conn_id, "request head timed out");
-                return None;
+                return Err(CloseReason::HeaderTimeout);
             }
             Err(HeadError::Http(e)) => {
+                // No request to name: the access log line has no method or path.
+                let ex = Exchange {
+                    conn: conn_id,
+                    peer,
+                    method: "-",
+                    path: "-",
+                    start: Instant::now(),
+                    written_before: stream.written(),
+                };
                 reply_error(core, &mut stream, conn_id, &e, false, "").await;
+                ex.answered(core, &stream, e.status());
                 linger(stream).await;
-                return None;
+                return Err(CloseReason::Answered);
             }
+        };
+        let ex = Exchange {
+            conn: conn_id,
+            peer,
+            method: req.method.map_or("-", Method::as_str),
+            path: &req.path,
+            start: Instant::now(),
+            written_before: stream.written(),
         };
         let refusal = if over_capacity {
             Stats::add(&core.stats.over_capacity, 1);
@@ -129,30 +241,53 @@ async fn requests(
             None
         };
         let cors = core.cors.headers(req.origin.as_deref());
+        let is_publish = req.path == MERCURE_PATH && req.method() == Method::Post;
         let err = match (refusal, req.path == MERCURE_PATH, req.method()) {
             (Some(e), ..) => e,
             (None, true, Method::Get) => {
                 drop(buf);
-                return subscriber::open(core, stream, req, &cors, conn_id).await;
+                let access = core.access_log.is_some().then(|| {
+                    Box::new(subscriber::AccessStart {
+                        peer,
+                        start: ex.start,
+                    })
+                });
+                return match subscriber::open(core, stream, &req, &cors, conn_id, access).await {
+                    subscriber::Opened::Live(live) => Ok(live),
+                    subscriber::Opened::Refused(status, stream) => {
+                        ex.answered(core, &stream, status);
+                        linger(stream).await;
+                        Err(CloseReason::Answered)
+                    }
+                    subscriber::Opened::Ended(reason) => Err(reason),
+                };
             }
             (None, true, Method::Options) => match core.cors.preflight(&req) {
                 Ok(resp) => {
-                    if stream.write_all(&resp).await.is_err() || !req.keep_alive {
+                    let ok = stream.write_all(&resp).await.is_ok();
+                    ex.answered(core, &stream, 204);
+                    if !ok {
+                        return Err(CloseReason::ClientClosed);
+                    }
+                    if !req.keep_alive {
                         linger(stream).await;
-                        return None;
+                        return Err(CloseReason::Answered);
                     }
                     continue;
                 }
                 Err(e) => e,
             },
             (None, true, Method::Post) => {
-                match publisher::handle(core, &mut stream, &mut buf, &req, &cors, conn_id).await {
-                    Ok(true) => continue,
-                    Ok(false) => {
+                let done =
+                    publisher::handle(core, &mut stream, &mut buf, &req, &cors, conn_id).await;
+                ex.answered(core, &stream, done.status);
+                match done.next {
+                    Next::KeepAlive => continue,
+                    Next::Close => {
                         linger(stream).await;
-                        return None;
+                        return Err(CloseReason::Answered);
                     }
-                    Err(()) => return None,
+                    Next::Gone => return Err(CloseReason::ClientClosed),
                 }
             }
             (None, true, _) => HttpError::MethodNotAllowed("GET, POST, OPTIONS"),
@@ -163,31 +298,49 @@ async fn requests(
                     page.len(),
                     if req.keep_alive { "keep-alive" } else { "close" }
                 );
-                if stream.write_all(resp.as_bytes()).await.is_ok() && req.keep_alive {
+                let ok = stream.write_all(resp.as_bytes()).await.is_ok();
+                ex.answered(core, &stream, 200);
+                if !ok {
+                    return Err(CloseReason::ClientClosed);
+                }
+                if req.keep_alive {
                     continue;
                 }
                 linger(stream).await;
-                return None;
+                return Err(CloseReason::Answered);
             }
             (None, false, method) => match subscriptions::parse_path(&req.path) {
                 Some(_) if !core.cfg.subscriptions => HttpError::NotFound,
                 Some(query) if method == Method::Get => {
-                    if api::handle(core, &mut stream, &req, &query, &cors, conn_id).await {
-                        continue;
+                    let done = api::handle(core, &mut stream, &req, &query, &cors, conn_id).await;
+                    ex.answered(core, &stream, done.status);
+                    match done.next {
+                        Next::KeepAlive => continue,
+                        Next::Close => {
+                            linger(stream).await;
+                            return Err(CloseReason::Answered);
+                        }
+                        Next::Gone => return Err(CloseReason::ClientClosed),
                     }
-                    linger(stream).await;
-                    return None;
                 }
                 Some(_) => HttpError::MethodNotAllowed("GET"),
                 None => HttpError::NotFound,
             },
         };
+        if is_publish {
+            core.stats.publish_refused(err.status());
+        }
         // An unread body would be parsed as the next request: close instead.
         let has_body = req.content_length.unwrap_or(0) > 0 || req.has_transfer_encoding;
         let keep = req.keep_alive && !has_body && !err.closes_connection();
-        if !reply_error(core, &mut stream, conn_id, &err, keep, &cors).await || !keep {
+        let ok = reply_error(core, &mut stream, conn_id, &err, keep, &cors).await;
+        ex.answered(core, &stream, err.status());
+        if !ok {
+            return Err(CloseReason::ClientClosed);
+        }
+        if !keep {
             linger(stream).await;
-            return None;
+            return Err(CloseReason::Answered);
         }
     }
 }
@@ -231,18 +384,25 @@ async fn read_head(
         let n = if first {
             read.await
         } else {
-            future::or(read, async {
+            let stopped = async {
                 core.stopped().await;
-                Ok(0)
-            })
-            .await
+                None
+            };
+            match future::or(async { Some(read.await) }, stopped).await {
+                Some(n) => n,
+                None => return Err(HeadError::Stopped),
+            }
         };
         match n {
             Ok(0) => return Err(HeadError::Closed),
             Ok(_) => {}
             // An idle keep-alive connection timing out is a normal end, not a slow loris.
-            Err(e) if first && e.kind() == io::ErrorKind::TimedOut => {
-                return Err(HeadError::TimedOut)
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(if first {
+                    HeadError::TimedOut
+                } else {
+                    HeadError::Idle
+                })
             }
             Err(_) => return Err(HeadError::Closed),
         }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::Stream;
 use futures_lite::io::AsyncWriteExt;
 
-use super::{read_more, reply_error, with_timeout};
+use super::{read_more, reply_error, with_timeout, Handled};
 use crate::auth::{find_token, may_publish, Claims, Verifier};
 use crate::error::HttpError;
 use crate::http::{parse_form, Request};
@@ -15,31 +15,29 @@ use crate::runtime::Core;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// Handles one POST. Returns `Ok(true)` to keep the connection for the next request,
-/// `Ok(false)` to close it after lingering, `Err(())` when the connection is already gone.
-pub async fn handle(
+/// Handles one POST: the status it answered and whether the connection is kept, closed
+/// after lingering, or already gone.
+pub(super) async fn handle(
     core: &Core,
     stream: &mut Stream,
     buf: &mut Vec<u8>,
     req: &Request,
     cors: &str,
     conn_id: u64,
-) -> Result<bool, ()> {
+) -> Handled {
     // Checks that need no body. A refusal here leaves the body unread: close afterwards.
     let len = match precheck(core, req) {
         Ok(len) => len,
         Err(e) => {
             let keep = req.content_length == Some(0) && req.keep_alive && !e.closes_connection();
-            reply_error(core, stream, conn_id, &e, keep, cors).await;
-            return Ok(keep);
+            return refuse(core, stream, conn_id, &e, keep, cors).await;
         }
     };
     let claims = match verify_request(req, &core.publisher_auth, "missing bearer token") {
         Ok(c) => c,
         Err(e) => {
             let keep = len == 0 && req.keep_alive;
-            reply_error(core, stream, conn_id, &e, keep, cors).await;
-            return Ok(keep);
+            return refuse(core, stream, conn_id, &e, keep, cors).await;
         }
     };
     if req.expect_continue
@@ -48,9 +46,11 @@ pub async fn handle(
             .await
             .is_err()
     {
-        return Err(());
+        return Handled::gone(0);
     }
-    read_body(core, stream, buf, len).await.map_err(|_| ())?;
+    if read_body(core, stream, buf, len).await.is_err() {
+        return Handled::gone(0);
+    }
 
     let outcome = async {
         let update = parse_update(&buf[..len], core.cfg.max_topics)?;
@@ -74,16 +74,32 @@ pub async fn handle(
                 if keep { "keep-alive" } else { "close" },
                 core.index,
             );
-            stream.write_all(resp.as_bytes()).await.map_err(|_| ())?;
-            Ok(keep)
+            if stream.write_all(resp.as_bytes()).await.is_err() {
+                return Handled::gone(200);
+            }
+            Handled::new(200, keep)
         }
         Err(e) => {
             let keep = keep && !e.closes_connection();
-            if !reply_error(core, stream, conn_id, &e, keep, cors).await {
-                return Err(());
-            }
-            Ok(keep)
+            refuse(core, stream, conn_id, &e, keep, cors).await
         }
+    }
+}
+
+/// Answers a refused publish, counted by status.
+async fn refuse(
+    core: &Core,
+    stream: &mut Stream,
+    conn_id: u64,
+    err: &HttpError,
+    keep: bool,
+    cors: &str,
+) -> Handled {
+    core.stats.publish_refused(err.status());
+    if reply_error(core, stream, conn_id, err, keep, cors).await {
+        Handled::new(err.status(), keep)
+    } else {
+        Handled::gone(err.status())
     }
 }
 

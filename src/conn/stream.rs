@@ -11,7 +11,14 @@ use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 
 /// A connection as the request and subscriber code sees it.
-pub enum Stream {
+pub struct Stream {
+    io: Io,
+    /// Bytes written so far (before TLS framing), for the access log: a request's size is
+    /// the difference across its response.
+    written: u64,
+}
+
+enum Io {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP (boxed: the rustls state is large and only TLS connections pay for it).
@@ -19,10 +26,37 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// A plain TCP connection.
+    pub fn plain(s: TcpStream) -> Stream {
+        Stream {
+            io: Io::Plain(s),
+            written: 0,
+        }
+    }
+
+    /// A TLS connection whose handshake is done.
+    pub fn tls(s: TlsStream<TcpStream>) -> Stream {
+        Stream {
+            io: Io::Tls(Box::new(s)),
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far through this stream (not counting what the core's flusher wrote
+    /// to its socket directly).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Plain TCP: the flusher may write to its socket directly.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.io, Io::Plain(_))
+    }
+
     fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+        match &self.io {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
         }
     }
 
@@ -44,9 +78,9 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -57,24 +91,29 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        let this = self.get_mut();
+        let r = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(n)) = &r {
+            this.written += *n as u64;
         }
+        r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     /// Closes the sending side: TLS sends close_notify first.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_close(cx),
-            Stream::Tls(s) => Pin::new(&mut **s).poll_close(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_close(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_close(cx),
         }
     }
 }

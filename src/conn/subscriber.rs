@@ -7,6 +7,7 @@
 //! shared frame; the event bytes encoded once by the sequencer go to the socket as they are.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -18,15 +19,17 @@ use bytes::{BufMut, BytesMut};
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 
-use super::{linger, reply_error};
+use super::reply_error;
+use crate::access_log::Record;
 use crate::auth::{find_token, subscribe_rights};
 use crate::error::HttpError;
-use crate::http::{parse_form, Request};
+use crate::http::{parse_form, Request, MERCURE_PATH};
 use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
-use crate::hub::shard::{wants, Departed, NewSubscriber, Next};
+use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next};
 use crate::hub::subscriptions::{self, SubscriberInfo};
+use crate::runtime::stats::CloseReason;
 use crate::runtime::{unix_millis, Core, Stats};
 
 /// Longest a resume waits for this core to receive the event it resumes after.
@@ -103,10 +106,10 @@ fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpEr
 enum End {
     /// The client closed, reset, or sent bytes it should not have.
     Peer,
-    /// Gateway shutdown: queue flushed, close cleanly.
+    /// Gateway shutdown or stream lifetime: queue flushed, close cleanly.
     Drained,
-    /// Dropped as a slow consumer.
-    Dropped,
+    /// Dropped by the gateway (slow consumer, token expiry).
+    Dropped(DropReason),
     /// A write made no progress for `write_timeout`.
     WriteTimeout,
 }
@@ -116,27 +119,47 @@ enum End {
 pub struct Live {
     stream: Box<Stream>,
     id: usize,
+    /// For the access log line written when the stream ends (boxed, and only when the access
+    /// log is on: an idle subscriber without it pays one pointer).
+    access: Option<Box<AccessStart>>,
+}
+
+/// When and from where a subscription was requested, for its access log line.
+pub struct AccessStart {
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// When its request head was read.
+    pub start: Instant,
+}
+
+/// What [`open`] made of a subscription request.
+pub enum Opened {
+    /// Registered, head and replay written: the stream goes live.
+    Live(Live),
+    /// Refused with this status (answered here); the caller lingers and closes.
+    Refused(u16, Box<Stream>),
+    /// Registered, then ended while the head or replay was written.
+    Ended(CloseReason),
 }
 
 /// Opens a subscription: parses the request, registers in the shard, writes the response
-/// head and the replay. Returns `None` when the request was refused (answered here) or the
-/// client went away. Everything this needs is freed before the stream goes live.
+/// head and the replay. Everything this needs is freed before the stream goes live.
+/// `access` is given when the access log is on: the line is written when the stream ends.
 pub async fn open(
     core: &Core,
     mut stream: Box<Stream>,
-    req: Request,
+    req: &Request,
     cors: &str,
     conn_id: u64,
-) -> Option<Live> {
-    let sub = match parse_subscription(core, &req) {
+    access: Option<Box<AccessStart>>,
+) -> Opened {
+    let sub = match parse_subscription(core, req) {
         Ok(s) => s,
         Err(e) => {
             reply_error(core, &mut stream, conn_id, &e, false, cors).await;
-            linger(stream).await;
-            return None;
+            return Opened::Refused(e.status(), stream);
         }
     };
-    drop(req);
     stream.set_write_timeout(core.cfg.write_timeout);
     if let Some(last) = sub.last_event_id.as_deref().filter(|id| *id != "earliest") {
         // This core may be a few events behind the one the client was on.
@@ -174,14 +197,19 @@ pub async fn open(
         });
         if let Some(info) = &info {
             for sel in &selectors {
-                core.submit(subscriptions::event(sel.as_str(), info, true));
+                if !core.submit(subscriptions::event(sel.as_str(), info, true)) {
+                    tracing::warn!(
+                        conn = conn_id,
+                        "sequencer inbox full: subscription event dropped"
+                    );
+                }
             }
         }
         let id = shard.add(NewSubscriber {
             selectors,
             rights: sub.rights,
             fd: stream.as_raw_fd(),
-            direct: matches!(*stream, Stream::Plain(_)),
+            direct: stream.is_plain(),
             after_seq: history.newest_seq(),
             expires: sub.expires,
             lifetime_ends: core.cfg.max_stream_duration.map(|d| {
@@ -209,38 +237,50 @@ pub async fn open(
     );
 
     match write_replay(&mut stream, head, replay).await {
-        Ok(()) => Some(Live { stream, id }),
-        Err(e) => {
-            finish(core, stream, id, conn_id, Err(e));
-            None
-        }
+        Ok(()) => Opened::Live(Live { stream, id, access }),
+        Err(e) => Opened::Ended(finish(core, stream, id, conn_id, Err(e), access)),
     }
 }
 
-/// Streams live events to a subscriber until it ends, then cleans up.
-pub async fn stream(core: &Core, mut live: Live, conn_id: u64) {
+/// Streams live events to a subscriber until it ends, then cleans up; returns why it ended.
+pub async fn stream(core: &Core, mut live: Live, conn_id: u64) -> CloseReason {
     let end = live_loop(core, &mut live.stream, live.id).await;
     if let Ok(End::Drained) = end {
         // Shutdown or lifetime: end the stream cleanly after the last event (TLS sends
         // close_notify first, so the client sees a proper end rather than a truncation).
         let _ = live.stream.close().await;
     }
-    finish(core, live.stream, live.id, conn_id, end);
+    finish(core, live.stream, live.id, conn_id, end, live.access)
 }
 
-/// Leaves the shard, counts how the stream ended, and closes the connection. Not async: it
-/// would otherwise reserve room for a second stream in every subscriber's future.
-fn finish(core: &Core, stream: Box<Stream>, id: usize, conn_id: u64, end: io::Result<End>) {
+/// Leaves the shard, counts how the stream ended, writes the access log line, and closes
+/// the connection. Not async: it would otherwise reserve room for a second stream in every
+/// subscriber's future.
+fn finish(
+    core: &Core,
+    stream: Box<Stream>,
+    id: usize,
+    conn_id: u64,
+    end: io::Result<End>,
+    access: Option<Box<AccessStart>>,
+) -> CloseReason {
     // Leave the shard before the stream (and its fd) is dropped: a shard entry must never
     // name a closed fd.
     let departed = core.shard.borrow_mut().remove(id);
+    let flushed = departed.as_ref().map_or(0, |d| d.flushed);
     if let Some(Departed {
         selectors,
         info: Some(info),
+        ..
     }) = departed
     {
         for sel in selectors.iter() {
-            core.submit(subscriptions::event(sel.as_str(), &info, false));
+            if !core.submit(subscriptions::event(sel.as_str(), &info, false)) {
+                tracing::warn!(
+                    conn = conn_id,
+                    "sequencer inbox full: subscription event dropped"
+                );
+            }
         }
     }
     core.subscriber_gone();
@@ -251,15 +291,39 @@ fn finish(core: &Core, stream: Box<Stream>, id: usize, conn_id: u64, end: io::Re
             End::Peer
         }
     });
-    tracing::debug!(conn = conn_id, sub = id, end = ?end, "subscriber closed");
-    match end {
+    let reason = match end {
         // Closed by `stream` already; the request was read in full, so dropping the socket
         // sends no reset.
-        End::Drained => {}
-        End::WriteTimeout => Stats::add(&core.stats.write_timeouts, 1),
-        End::Peer | End::Dropped => {}
+        End::Drained if core.is_stopping() => CloseReason::Shutdown,
+        End::Drained => CloseReason::Lifetime,
+        End::WriteTimeout => {
+            Stats::add(&core.stats.write_timeouts, 1);
+            CloseReason::WriteTimeout
+        }
+        End::Peer => CloseReason::ClientClosed,
+        End::Dropped(DropReason::SlowConsumer) => CloseReason::SlowConsumer,
+        End::Dropped(DropReason::TokenExpired) => CloseReason::TokenExpired,
+    };
+    tracing::debug!(
+        conn = conn_id,
+        sub = id,
+        end = %reason.as_str(),
+        "subscriber closed"
+    );
+    if let Some(a) = access {
+        core.log_access(&Record {
+            conn: conn_id,
+            peer: a.peer,
+            method: "GET",
+            path: MERCURE_PATH,
+            status: 200,
+            bytes: stream.written() + flushed,
+            duration: a.start.elapsed(),
+            end: Some(reason.as_str()),
+        });
     }
     drop(stream);
+    reason
 }
 
 /// The response head, then the opening comment that lets clients see the stream is live.
@@ -321,16 +385,20 @@ async fn live_loop(core: &Core, stream: &mut Box<Stream>, id: usize) -> io::Resu
         match next {
             None => return Ok(End::Peer),
             Some(Next::Close) => return Ok(End::Drained),
-            Some(Next::Dropped(_)) => return Ok(End::Dropped),
+            Some(Next::Dropped(reason)) => return Ok(End::Dropped(reason)),
             Some(Next::Write) => {
                 let Some(batch) = core.shard.borrow_mut().take_batch(id) else {
                     continue;
                 };
+                let queued_at = core.shard.borrow_mut().take_queued_at(id);
                 stream.write_all(&batch).await?;
                 core.shard
                     .borrow_mut()
                     .written(id, batch.len(), Instant::now());
                 Stats::add(&core.stats.bytes_written, batch.len() as u64);
+                if let Some(at) = queued_at {
+                    core.stats.observe_delivery(at, Instant::now());
+                }
             }
         }
     }

@@ -31,6 +31,18 @@ pub enum Method {
     Other,
 }
 
+impl Method {
+    /// The method's name (`OTHER` for the rest), for the access log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
 /// What the gateway keeps of a request head.
 #[derive(Debug, Default)]
 pub struct Request {

@@ -74,6 +74,9 @@ struct Subscriber {
     last_write: Instant,
     /// Seq of the last event queued: an event matching several selectors is queued once.
     last_seq: u64,
+    /// When the sequencer accepted the oldest event queued since the last batch was taken,
+    /// for the publish→write latency histogram.
+    queued_at: Option<Instant>,
     /// What the subscriber asked for (to unindex, and to match replays).
     selectors: Box<[Selector]>,
     /// Its token's `mercure.subscribe` selectors: the private updates it may receive.
@@ -91,6 +94,8 @@ struct Subscriber {
     task_writes: bool,
     /// On the flusher's list.
     dirty: bool,
+    /// Bytes the flusher wrote (the task's writes are counted by its stream).
+    flushed: u64,
 }
 
 /// What [`Shard::add`] needs to know about a new subscriber.
@@ -138,6 +143,8 @@ pub struct Departed {
     pub selectors: Box<[Selector]>,
     /// Its id and payload, when the subscriptions feature is on.
     pub info: Option<Box<SubscriberInfo>>,
+    /// Bytes the flusher wrote to it.
+    pub flushed: u64,
 }
 
 /// Counts returned by a fan-out.
@@ -228,6 +235,7 @@ impl Shard {
             waker: None,
             last_write: Instant::now(),
             last_seq: new.after_seq,
+            queued_at: None,
             selectors: new.selectors.into_boxed_slice(),
             rights: new.rights.map(Vec::into_boxed_slice),
             serial: new.serial,
@@ -239,6 +247,7 @@ impl Shard {
             // when the task finds its queue empty.
             task_writes: true,
             dirty: false,
+            flushed: 0,
         });
         if let Some(exp) = new.expires {
             let at = exp.saturating_mul(1000);
@@ -303,6 +312,7 @@ impl Shard {
         self.subs.try_remove(id).map(|s| Departed {
             selectors: s.selectors,
             info: s.info,
+            flushed: s.flushed,
         })
     }
 
@@ -469,6 +479,13 @@ impl Shard {
         }
     }
 
+    /// When the oldest event in the batch just taken was accepted by the sequencer (`None`
+    /// for a batch of heartbeats or shutdown hints); resets it for the next batch. Call right
+    /// after [`Shard::take_batch`].
+    pub fn take_queued_at(&mut self, id: usize) -> Option<Instant> {
+        self.subs.get_mut(id)?.queued_at.take()
+    }
+
     /// Records that `n` bytes reached the kernel.
     pub fn written(&mut self, id: usize, n: usize, now: Instant) {
         if let Some(sub) = self.subs.get_mut(id) {
@@ -522,28 +539,31 @@ impl Shard {
     }
 
     /// Records the outcome of the flusher's send to `id` of `len` bytes; returns the bytes the
-    /// kernel took. Anything short of all of them (a full send buffer, an error) hands the
-    /// subscriber to its task, which waits for writability with `write_timeout` (or meets
-    /// the same error and ends the stream).
+    /// kernel took and, when it took some, when the oldest event among them was accepted (for
+    /// the latency histogram). Anything short of all of them (a full send buffer, an error)
+    /// hands the subscriber to its task, which waits for writability with `write_timeout` (or
+    /// meets the same error and ends the stream).
     pub fn flush_end(
         &mut self,
         id: usize,
         len: usize,
         sent: std::io::Result<usize>,
         now: Instant,
-    ) -> usize {
+    ) -> (usize, Option<Instant>) {
         let Some(sub) = self.subs.get_mut(id) else {
-            return 0;
+            return (0, None);
         };
         let n = *sent.as_ref().unwrap_or(&0);
         sub.consume(n, now);
+        sub.flushed += n as u64;
+        let queued_at = if n > 0 { sub.queued_at.take() } else { None };
         if n < len || !sub.queue.is_empty() {
             sub.task_writes = true;
             if let Some(w) = sub.waker.take() {
                 w.wake();
             }
         }
-        n
+        (n, queued_at)
     }
 
     /// One step of the heartbeat sweep. The table is cut into `phases` slices by id; each
@@ -601,6 +621,7 @@ fn deliver(
     }
     sub.queued_bytes += ev.frame.len();
     sub.queue.push_back(ev.frame.clone());
+    sub.queued_at.get_or_insert(ev.at);
     sub.notify_writer(id, dirty);
     out.delivered += 1;
 }
@@ -724,7 +745,9 @@ mod tests {
         let (_, bytes) = s.flush_begin(plain).unwrap();
         assert_eq!(bytes.len(), 30);
         assert!(s.flush_begin(plain).is_none(), "flushed twice");
-        assert_eq!(s.flush_end(plain, 30, Ok(30), Instant::now()), 30);
+        let (n, queued_at) = s.flush_end(plain, 30, Ok(30), Instant::now());
+        assert_eq!(n, 30);
+        assert!(queued_at.is_some(), "no latency sample for the flushed events");
         assert_eq!(park(&mut s, plain), Poll::Pending);
         assert_eq!(
             s.queued_bytes(),
@@ -737,7 +760,7 @@ mod tests {
         s.fan_out(&ev(5, &["t"], 10));
         assert_eq!(dirty(&mut s), vec![plain]);
         let (_, bytes) = s.flush_begin(plain).unwrap();
-        assert_eq!(s.flush_end(plain, bytes.len(), Ok(4), Instant::now()), 4);
+        assert_eq!(s.flush_end(plain, bytes.len(), Ok(4), Instant::now()).0, 4);
         assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
         assert_eq!(s.take_batch(plain).unwrap().len(), 16);
         // While the task writes, new events are the task's too.
@@ -757,7 +780,7 @@ mod tests {
         let gone = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
         assert_eq!(
             s.flush_end(plain, bytes.len(), Err(gone), Instant::now()),
-            0
+            (0, None)
         );
         assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
     }

@@ -17,6 +17,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use super::stats::Snapshot;
 use super::{Boot, Stats};
+use crate::access_log::{AccessLog, Record};
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::error::HttpError;
@@ -153,6 +154,8 @@ pub struct Core {
     pub conns: Arc<AtomicUsize>,
     /// This core's counters.
     pub stats: Stats,
+    /// This core's access log buffer, when `access_log` is on.
+    pub access_log: Option<AccessLog>,
     liveness: super::Liveness,
     mesh: Senders<CoreMsg>,
     /// Core 0 only: the sequencer's inbox (local and remote publishes, in arrival order).
@@ -214,6 +217,20 @@ impl Core {
         n
     }
 
+    /// Writes a request's access log line, when the access log is on.
+    pub fn log_access(&self, record: &Record<'_>) {
+        if let Some(log) = &self.access_log {
+            Stats::add(&self.stats.access_log_dropped, log.record(record));
+        }
+    }
+
+    /// Hands the buffered access log lines to the writer thread (never waits).
+    fn flush_access_log(&self) {
+        if let Some(log) = &self.access_log {
+            Stats::add(&self.stats.access_log_dropped, log.flush());
+        }
+    }
+
     /// Called when a subscriber leaves the shard, so shutdown can see the shard empty.
     pub fn subscriber_gone(&self) {
         if self.stopping.get() {
@@ -245,18 +262,16 @@ impl Core {
     }
 
     /// Hands an update the gateway makes itself (subscription events) to the sequencer,
-    /// without waiting for it. Dropped when stopping or when the inbox is full.
-    pub fn submit(&self, update: Update) {
+    /// without waiting for it. Dropped when stopping (returns true: nothing is lost that a
+    /// client could still see) or when the inbox is full (returns false, for the caller to
+    /// log with its connection's id).
+    #[must_use]
+    pub fn submit(&self, update: Update) -> bool {
         if self.stopping.get() {
-            return;
+            return true;
         }
         let token = self.token();
-        if self.send_to_sequencer(update, token).is_err() {
-            tracing::warn!(
-                core = self.index,
-                "sequencer inbox full: gateway update dropped"
-            );
-        }
+        self.send_to_sequencer(update, token).is_ok()
     }
 
     fn token(&self) -> u64 {
@@ -572,6 +587,7 @@ async fn run_heartbeats(core: Rc<Core>) {
         }
         let now = Instant::now();
         core.liveness.tick(core.index);
+        core.flush_access_log();
         let mut shard = core.shard.borrow_mut();
         let sent = shard.heartbeat_step(phase, phases, now, interval);
         let expired = shard.deadlines(unix_millis());
@@ -621,6 +637,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         next_serial: Cell::new(0),
         conns: boot.conns.clone(),
         stats: Stats::default(),
+        access_log: boot.access_log.clone().map(|tx| AccessLog::new(index, tx)),
         liveness: boot.liveness.clone(),
         mesh,
         sequencer_tx,
@@ -702,6 +719,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     let _ = stop_rx.recv_async().await;
     shutdown(&core).await;
     accept.await;
+    core.flush_access_log();
     let s = &core.stats;
     tracing::info!(
         core = index,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 
+use crate::access_log;
 use crate::config::Config;
 use crate::net::sys;
 
@@ -49,6 +50,8 @@ pub struct Running {
     stop: Stopper,
     tls_reload: Vec<flume::Sender<Arc<rustls::ServerConfig>>>,
     handles: Option<PoolThreadHandles<()>>,
+    /// The access log's writer thread, finished once every core has stopped.
+    access_log: Option<access_log::Writer>,
 }
 
 /// Hands a new TLS configuration to every core (certificate reload on SIGHUP): new
@@ -96,6 +99,9 @@ pub enum StartError {
     /// A core did not report ready.
     #[error("a core failed during start-up")]
     CoreFailed,
+    /// The access log could not be opened.
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
 }
 
 /// What each core needs from the start-up thread.
@@ -114,6 +120,8 @@ pub(crate) struct Boot {
     pub ready: flume::Sender<usize>,
     pub conns: Arc<AtomicUsize>,
     pub liveness: Liveness,
+    /// Where each core hands its access log lines, when the access log is on.
+    pub access_log: Option<flume::Sender<Option<Vec<u8>>>>,
 }
 
 /// When each core last showed it runs its tasks (its sweep ticks at least once a second),
@@ -173,6 +181,8 @@ pub fn start(
         None => (None, None),
     };
     let (admin_fd, admin_addr) = admin;
+    let access_log = access_log::Writer::start(&access_log::Target::parse(&cfg.access_log))
+        .map_err(StartError::AccessLog)?;
     let (ready_tx, ready_rx) = flume::unbounded();
     let mut stop = Vec::with_capacity(workers);
     let mut stop_rx = Vec::with_capacity(workers);
@@ -198,6 +208,7 @@ pub fn start(
         ready: ready_tx,
         conns: Arc::new(AtomicUsize::new(0)),
         liveness: Liveness::new(workers),
+        access_log: access_log.as_ref().map(access_log::Writer::sender),
     });
     let liveness = boot.liveness.clone();
     let mesh = MeshBuilder::full(workers, MESH_CAPACITY);
@@ -226,6 +237,7 @@ pub fn start(
         stop: Stopper(stop),
         tls_reload,
         handles: Some(handles),
+        access_log,
     };
     for _ in 0..workers {
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
@@ -251,11 +263,16 @@ impl Running {
         self.stop.clone()
     }
 
-    /// Waits for every core's executor to finish. Returns whether all ended cleanly.
+    /// Waits for every core's executor to finish, then for the access log's last lines to be
+    /// written. Returns whether all cores ended cleanly.
     pub fn join(&mut self) -> bool {
-        match self.handles.take() {
+        let ok = match self.handles.take() {
             Some(h) => h.join_all().into_iter().all(|r| r.is_ok()),
             None => true,
+        };
+        if let Some(w) = self.access_log.take() {
+            w.finish();
         }
+        ok
     }
 }
