@@ -11,6 +11,7 @@ mod api;
 mod publisher;
 pub mod stream;
 mod subscriber;
+mod tls;
 
 use std::future::Future;
 use std::io;
@@ -85,11 +86,10 @@ async fn requests(
     let mut stream = match tls {
         None => Box::new(Stream::Plain(*tcp)),
         Some(config) => {
-            let handshake = futures_rustls::TlsAcceptor::from(config).accept(*tcp);
-            match with_timeout(core.cfg.header_timeout, handshake).await {
+            match with_timeout(core.cfg.header_timeout, tls::accept(*tcp, config)).await {
                 Ok(tls) => {
                     Stats::add(&core.stats.tls_handshakes, 1);
-                    Box::new(Stream::Tls(Box::new(tls)))
+                    Box::new(Stream::Tls(tls))
                 }
                 Err(e) => {
                     // Plain HTTP to the TLS port, a scanner, a client that gave up: close.

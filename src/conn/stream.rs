@@ -7,22 +7,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
+
+use super::tls::TlsStream;
 
 /// A connection as the request and subscriber code sees it.
 pub enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP (boxed: the rustls state is large and only TLS connections pay for it).
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Stream::Tls(s) => s.tcp(),
         }
     }
 
