@@ -298,7 +298,8 @@ async fn write_replay(
         }
         batch.extend_from_slice(&ev.frame);
     }
-    stream.write_all(&batch).await
+    stream.write_all(&batch).await?;
+    stream.flush().await
 }
 
 /// The live phase: one wake-up per batch of queued frames, one write per batch.
@@ -325,7 +326,10 @@ async fn live_loop(core: &Core, stream: &mut Box<Stream>, id: usize) -> io::Resu
                 let Some(batch) = core.shard.borrow_mut().take_batch(id) else {
                     continue;
                 };
+                // The flush matters for TLS only: records the socket did not take at once
+                // are sent (or time out) here, before the batch counts as written.
                 stream.write_all(&batch).await?;
+                stream.flush().await?;
                 core.shard
                     .borrow_mut()
                     .written(id, batch.len(), Instant::now());
