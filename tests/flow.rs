@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Got, Server};
+use common::{admin_get, metric_sum, Got, Server};
 use socket2::{Domain, Socket, Type};
 
 #[test]
@@ -151,7 +151,21 @@ fn a_subscriber_whose_writes_stall_is_dropped_after_write_timeout() {
         );
         probe.expect_event();
     }
+    // The client has read nothing so far: once the kernel buffers are full the gateway's
+    // write stalls, and `write_timeout` later it gives up. Wait for it to say so (reading
+    // earlier would let a fast run's stalled write make progress again).
     let start = Instant::now();
+    loop {
+        let metrics = admin_get(&server, "/metrics").body;
+        if metric_sum(&metrics, "ssegate_write_timeout_disconnects_total", "") >= 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no write timeout counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stalled
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

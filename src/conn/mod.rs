@@ -12,6 +12,7 @@ pub mod flusher;
 mod publisher;
 pub mod stream;
 mod subscriber;
+mod tls;
 
 use std::future::Future;
 use std::io;
@@ -178,8 +179,7 @@ async fn requests(
     let mut stream = match tls {
         None => Box::new(Stream::plain(*tcp)),
         Some(config) => {
-            let handshake = futures_rustls::TlsAcceptor::from(config).accept(*tcp);
-            match with_timeout(core.cfg.header_timeout, handshake).await {
+            match with_timeout(core.cfg.header_timeout, tls::accept(*tcp, config)).await {
                 Ok(tls) => {
                     Stats::add(&core.stats.tls_handshakes, 1);
                     Box::new(Stream::tls(tls))

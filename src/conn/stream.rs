@@ -7,8 +7,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
+
+use super::tls::TlsStream;
 
 /// A connection as the request and subscriber code sees it.
 pub struct Stream {
@@ -22,7 +23,7 @@ enum Io {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP (boxed: the rustls state is large and only TLS connections pay for it).
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
@@ -35,9 +36,9 @@ impl Stream {
     }
 
     /// A TLS connection whose handshake is done.
-    pub fn tls(s: TlsStream<TcpStream>) -> Stream {
+    pub fn tls(s: Box<TlsStream>) -> Stream {
         Stream {
-            io: Io::Tls(Box::new(s)),
+            io: Io::Tls(s),
             written: 0,
         }
     }
@@ -56,7 +57,7 @@ impl Stream {
     fn tcp(&self) -> &TcpStream {
         match &self.io {
             Io::Plain(s) => s,
-            Io::Tls(s) => s.get_ref().0,
+            Io::Tls(s) => s.tcp(),
         }
     }
 

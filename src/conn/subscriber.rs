@@ -363,7 +363,8 @@ async fn write_replay(
         }
         batch.extend_from_slice(&ev.frame);
     }
-    stream.write_all(&batch).await
+    stream.write_all(&batch).await?;
+    stream.flush().await
 }
 
 /// The live phase: one wake-up per batch of queued frames, one write per batch.
@@ -391,7 +392,10 @@ async fn live_loop(core: &Core, stream: &mut Box<Stream>, id: usize) -> io::Resu
                     continue;
                 };
                 let queued_at = core.shard.borrow_mut().take_queued_at(id);
+                // The flush matters for TLS only: records the socket did not take at once
+                // are sent (or time out) here, before the batch counts as written.
                 stream.write_all(&batch).await?;
+                stream.flush().await?;
                 core.shard
                     .borrow_mut()
                     .written(id, batch.len(), Instant::now());
