@@ -121,10 +121,10 @@ TARGETS = {
     "go-2": ServerKind("Go stdlib (2 cores)", "go", 2),
     "axum-2": ServerKind("axum broadcast (2 cores)", "axum", 2),
     # Variants of ssegate itself, for before/after and write-path comparisons.
-    "ssegate-1-uring": ServerKind("ssegate io_uring writes (1 core)", "ssegate", 1,
-                                  extra=("--write-path", "io_uring")),
-    "ssegate-2-uring": ServerKind("ssegate io_uring writes (2 workers)", "ssegate", 2,
-                                  extra=("--write-path", "io_uring")),
+    "ssegate-1-send": ServerKind("ssegate send(2) writes (1 core)", "ssegate", 1,
+                                 extra=("--write-path", "send")),
+    "ssegate-2-send": ServerKind("ssegate send(2) writes (2 workers)", "ssegate", 2,
+                                 extra=("--write-path", "send")),
     "ssegate-1-base": ServerKind("ssegate baseline (1 core)", "ssegate", 1,
                                  binary_env="SSEGATE_BASELINE"),
 }

@@ -124,9 +124,10 @@ pub enum JwtAlgorithm {
 #[serde(rename_all = "snake_case")]
 pub enum WritePath {
     /// A non-blocking `send(2)` per subscriber.
-    #[default]
     Send,
-    /// One io_uring submission (on a small ring of the core's own) per slice of subscribers.
+    /// One io_uring submission (on a small ring of the core's own) per slice of subscribers:
+    /// the default, measured faster in the broadcast benchmarks (bench-results/).
+    #[default]
     #[value(name = "io_uring")]
     IoUring,
 }
@@ -163,7 +164,7 @@ impl Default for Config {
             max_stream_duration: None,
             write_timeout: Duration::from_secs(30),
             max_queued_bytes: 1 << 20,
-            write_path: WritePath::Send,
+            write_path: WritePath::IoUring,
             max_connections: 100_000,
             drain_period: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(10),
