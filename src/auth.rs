@@ -1,6 +1,10 @@
 //! JWT authorization (Mercure §"Authorization"): finding the token, verifying it, and reading
 //! the `mercure` claim.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +44,16 @@ pub struct Claims {
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    /// Tokens verified lately and their claims. Publishers send the same token on every
+    /// request of a keep-alive connection (and subscribers on every reconnection): a hit is
+    /// the same bytes, so the same signature, and skips the base64, HMAC or RSA/ECDSA and
+    /// JSON work. Only `exp` is checked again (`nbf` can only have passed since). One per
+    /// core, never shared; emptied when full.
+    cache: RefCell<HashMap<Box<str>, Rc<Claims>>>,
 }
+
+/// Most tokens a verifier remembers.
+const TOKEN_CACHE: usize = 1024;
 
 impl Verifier {
     /// A verifier for `alg`: `key` is the HS256 secret, or for RS256/ES256 a PEM public key
@@ -78,11 +91,32 @@ impl Verifier {
         validation.required_spec_claims.clear();
         validation.leeway = 0;
         validation.validate_aud = false;
-        Verifier { key, validation }
+        Verifier {
+            key,
+            validation,
+            cache: RefCell::new(HashMap::new()),
+        }
     }
 
     /// Verifies a compact JWS and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, HttpError> {
+    pub fn verify(&self, token: &str) -> Result<Rc<Claims>, HttpError> {
+        if let Some(claims) = self.cache.borrow().get(token) {
+            // As jsonwebtoken checks it (leeway 0): expired once `exp` is in the past.
+            if claims.exp.is_some_and(|exp| exp < unix_now()) {
+                return Err(HttpError::Unauthorized("token expired"));
+            }
+            return Ok(claims.clone());
+        }
+        let claims = Rc::new(self.decode(token)?);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() == TOKEN_CACHE {
+            cache.clear();
+        }
+        cache.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, HttpError> {
         jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| {
@@ -96,6 +130,12 @@ impl Verifier {
                 })
             })
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Finds the token a client presents, in the spec's order of precedence: the
@@ -173,6 +213,28 @@ pub fn random_secret() -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verified_tokens_are_remembered_but_expire_and_forgeries_are_not_hits() {
+        let v = Verifier::new(JwtAlgorithm::HS256, "k").unwrap();
+        let mut c = claims(&["*"]);
+        c.exp = Some(unix_now() + 3600);
+        let token = sign_hs256("k", &c);
+        let first = v.verify(&token).unwrap();
+        assert!(Rc::ptr_eq(&first, &v.verify(&token).unwrap()), "not cached");
+        // Same claims, other key: different bytes, verified (and refused) on its own.
+        assert!(v.verify(&sign_hs256("other", &c)).is_err());
+        // A remembered token whose `exp` has passed since is refused.
+        let mut stale = (*first).clone();
+        stale.exp = Some(unix_now() - 1);
+        v.cache
+            .borrow_mut()
+            .insert(token.as_str().into(), Rc::new(stale));
+        assert!(matches!(
+            v.verify(&token),
+            Err(HttpError::Unauthorized("token expired"))
+        ));
+    }
 
     fn claims(publish: &[&str]) -> Claims {
         Claims {

@@ -110,7 +110,7 @@ pub(super) fn verify_request(
     req: &Request,
     verifier: &Verifier,
     missing: &'static str,
-) -> Result<Claims, HttpError> {
+) -> Result<std::rc::Rc<Claims>, HttpError> {
     let query_token = query_param(&req.query, "authorization")?;
     let token = find_token(
         req.authorization.as_deref(),

@@ -191,7 +191,7 @@ pub async fn open(
         };
         let info = core.cfg.subscriptions.then(|| {
             Box::new(SubscriberInfo {
-                id: format!("urn:uuid:{}", uuid::Uuid::new_v4()).into(),
+                id: crate::hub::publish::urn_uuid().into(),
                 payload: sub.payload.map(Into::into),
             })
         });

@@ -4,7 +4,9 @@
 //! history and a subscriber resumes on whichever core it reconnects to, without asking
 //! another core.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::FastMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,7 @@ pub enum ResumeFrom<'a> {
 pub struct History {
     events: VecDeque<Rc<Event>>,
     /// id → seq of its latest event, so a resume finds its place without a scan.
-    by_id: HashMap<Box<str>, u64>,
+    by_id: FastMap<Box<str>, u64>,
     capacity: usize,
     max_age: Option<Duration>,
 }
@@ -33,7 +35,7 @@ impl History {
     pub fn new(capacity: usize, max_age: Option<Duration>) -> History {
         History {
             events: VecDeque::with_capacity(capacity.min(4096)),
-            by_id: HashMap::new(),
+            by_id: FastMap::default(),
             capacity,
             max_age,
         }

@@ -67,9 +67,24 @@ pub fn parse_update(body: &[u8], max_topics: usize) -> Result<Update, HttpError>
             return Err(HttpError::BadParam("\"earliest\" is a reserved id".into()))
         }
         Some(id) => id,
-        None => format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+        None => urn_uuid(),
     };
     Ok(u)
+}
+
+/// A fresh `urn:uuid:` IRI (a version 4 UUID) for an event or a subscriber. The random bits
+/// come from the core's own fast generator (`fastrand`, seeded once per thread), not from a
+/// `getrandom(2)` call per publish: the ids must be unique, not secret (a subscriber sees
+/// them, and nothing is authorized by knowing one).
+pub fn urn_uuid() -> String {
+    let uuid = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut out = String::with_capacity(45);
+    out.push_str("urn:uuid:");
+    out.push_str(
+        uuid.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
+    out
 }
 
 fn has_line_break(s: &str) -> bool {

@@ -18,18 +18,18 @@
 //!   It hands the subscriber back to the flusher once its queue is empty.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use indexmap::IndexSet;
 use slab::Slab;
 
 use super::event::{Event, HEARTBEAT};
 use super::selector::Selector;
 use super::subscriptions::{SubscriberInfo, SubscriptionInfo};
+use super::{FastMap, IdSet};
 use crate::net::sys;
 
 /// Why a subscriber was closed by the gateway.
@@ -160,11 +160,11 @@ pub struct FanOut {
 pub struct Shard {
     subs: Slab<Subscriber>,
     /// Exact selectors: topic string → subscribers. Found by one hash lookup per topic.
-    exact: HashMap<Box<str>, IndexSet<usize>>,
+    exact: FastMap<Box<str>, IdSet>,
     /// Selectors that must be tested (`*`, URI templates), by their text: one compiled
     /// selector per distinct text, shared by all the subscribers that use it, dropped with
     /// its last subscriber.
-    patterns: HashMap<Box<str>, (Selector, IndexSet<usize>)>,
+    patterns: FastMap<Box<str>, (Selector, IdSet)>,
     /// Deadlines: (when in ms since the epoch, id, serial, what), soonest first.
     deadlines: BinaryHeap<Reverse<(u64, usize, u64, Deadline)>>,
     max_queued_bytes: usize,
@@ -193,8 +193,8 @@ impl Shard {
     pub fn new(max_queued_bytes: usize) -> Shard {
         Shard {
             subs: Slab::new(),
-            exact: HashMap::new(),
-            patterns: HashMap::new(),
+            exact: FastMap::default(),
+            patterns: FastMap::default(),
             deadlines: BinaryHeap::new(),
             max_queued_bytes,
             scratch: Vec::new(),
@@ -267,7 +267,7 @@ impl Shard {
                 None => {
                     self.patterns
                         .entry(sel.as_str().into())
-                        .or_insert_with(|| (sel.clone(), IndexSet::new()))
+                        .or_insert_with(|| (sel.clone(), IdSet::default()))
                         .1
                         .insert(id);
                 }

@@ -109,7 +109,7 @@ pub fn event(topic: &str, info: &SubscriberInfo, active: bool) -> Update {
     Update {
         topics: vec![doc.id.clone()],
         data: serde_json::to_string(&doc).unwrap_or_default(),
-        id: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+        id: super::publish::urn_uuid(),
         event_type: None,
         retry: None,
         private: true,
