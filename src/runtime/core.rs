@@ -2,7 +2,6 @@
 //! the one order all cores share.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use crate::hub::event::{encode, Event, Update};
 use crate::hub::history::History;
 use crate::hub::shard::Shard;
 use crate::hub::subscriptions::SubscriptionInfo;
+use crate::hub::FastMap;
 use crate::net::{listener, sys};
 
 /// The core that sequences every event (single-node mode).
@@ -161,11 +161,11 @@ pub struct Core {
     /// Core 0 only: the sequencer's inbox (local and remote publishes, in arrival order).
     sequencer_tx: Option<LocalSender<(Update, Origin)>>,
     /// Publishers on this core waiting for their event to come back sequenced.
-    pending: RefCell<HashMap<u64, oneshot::Sender<()>>>,
+    pending: RefCell<FastMap<u64, oneshot::Sender<()>>>,
     /// Questions to the other cores waiting for their answers.
-    gatherings: RefCell<HashMap<u64, Gathering>>,
+    gatherings: RefCell<FastMap<u64, Gathering>>,
     /// Resumes waiting for the sequencer to locate an id.
-    locating: RefCell<HashMap<u64, oneshot::Sender<Option<u64>>>>,
+    locating: RefCell<FastMap<u64, oneshot::Sender<Option<u64>>>>,
     /// Seq of the last event applied on this core.
     applied_seq: Cell<u64>,
     /// Tasks waiting for `applied_seq` to reach a value (so apply notifies only then).
@@ -641,9 +641,9 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         liveness: boot.liveness.clone(),
         mesh,
         sequencer_tx,
-        pending: RefCell::new(HashMap::new()),
-        gatherings: RefCell::new(HashMap::new()),
-        locating: RefCell::new(HashMap::new()),
+        pending: RefCell::new(FastMap::default()),
+        gatherings: RefCell::new(FastMap::default()),
+        locating: RefCell::new(FastMap::default()),
         applied_seq: Cell::new(0),
         seq_waiters: Cell::new(0),
         sequencing: Cell::new(0),
@@ -686,23 +686,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     }
     core.liveness.tick(index);
     glommio::spawn_local(run_heartbeats(core.clone())).detach();
-    // The flusher gets its own task queue with a tenth of the default shares: whenever
-    // publishes, requests or other cores' events are waiting, they run first, and the
-    // flusher resumes its list where it left off (see `PREEMPT_TIMER`).
-    let flusher_queue = glommio::executor().create_task_queue(
-        glommio::Shares::Static(100),
-        glommio::Latency::NotImportant,
-        "flusher",
-    );
-    match glommio::spawn_local_into(crate::conn::flusher::run(core.clone()), flusher_queue) {
-        Ok(task) => {
-            task.detach();
-        }
-        Err(e) => {
-            tracing::error!(core = index, error = %e, "starting the flusher failed");
-            return;
-        }
-    }
+    glommio::spawn_local(crate::conn::flusher::run(core.clone())).detach();
     if index == SEQUENCER {
         if let Some(admin) = boot.admin.lock().ok().and_then(|mut a| a.take()) {
             glommio::spawn_local(crate::conn::admin::run(

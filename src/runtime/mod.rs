@@ -37,15 +37,6 @@ const IO_MEMORY: usize = 64 * 1024;
 /// and the delivery p99 fell from ~600 ms to ~3.5 ms. Costs ~1 MiB of ring memory per core.
 const RING_DEPTH: usize = 4096;
 
-/// How long a core runs one task queue before it polls for I/O and lets the other queues run
-/// (glommio's default is 100 ms). The flusher keeps its queue busy through a long fan-out;
-/// switching this often lets new publishes and requests in meanwhile, so a 10k-subscriber
-/// fan-out does not hold up the next publish's acknowledgement, and the events that arrive
-/// coalesce into the sends still to come. Measured (hot broadcast, 10k subscribers × 50/s):
-/// at 100 ms the publisher fell behind its schedule (acks ~100 ms, p99 41 s); at 1 ms it kept
-/// it.
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
-
 /// A started gateway.
 pub struct Running {
     /// The address every core listens on (port resolved when 0 was asked for).
@@ -225,7 +216,6 @@ pub fn start(
         LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(workers, CpuSet::online().ok()))
             .name("ssegate")
             .io_memory(IO_MEMORY)
-            .preempt_timer(PREEMPT_TIMER)
             .ring_depth(RING_DEPTH)
             .on_all_shards(move || async move {
                 let (senders, receivers) = match mesh.join().await {
