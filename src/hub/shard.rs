@@ -747,7 +747,10 @@ mod tests {
         assert!(s.flush_begin(plain).is_none(), "flushed twice");
         let (n, queued_at) = s.flush_end(plain, 30, Ok(30), Instant::now());
         assert_eq!(n, 30);
-        assert!(queued_at.is_some(), "no latency sample for the flushed events");
+        assert!(
+            queued_at.is_some(),
+            "no latency sample for the flushed events"
+        );
         assert_eq!(park(&mut s, plain), Poll::Pending);
         assert_eq!(
             s.queued_bytes(),
