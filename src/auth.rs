@@ -132,10 +132,9 @@ impl Verifier {
     }
 }
 
+/// Seconds since the epoch, as `exp` counts them.
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::runtime::unix_millis() / 1000
 }
 
 /// Finds the token a client presents, in the spec's order of precedence: the

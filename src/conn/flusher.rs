@@ -38,21 +38,22 @@ const POLL_PAUSE: Duration = Duration::from_micros(1);
 /// Runs for the life of the core (through the shutdown drain, so events fanned out just
 /// before the drain still go out at once).
 pub async fn run(core: Rc<Core>) {
-    let mut ring = match core.cfg.write_path {
+    let ring = match core.cfg.write_path {
         WritePath::Send => None,
         WritePath::IoUring => match sys::SendRing::new(SLICE as u32) {
-            Ok(ring) => Some(Batch {
-                ring,
-                sends: Vec::with_capacity(SLICE),
-                ids: Vec::with_capacity(SLICE),
-                results: Vec::with_capacity(SLICE),
-            }),
+            Ok(ring) => Some(ring),
             Err(e) => {
                 tracing::warn!(core = core.index, error = %e,
                     "no io_uring for subscriber writes; using send(2)");
                 None
             }
         },
+    };
+    let mut batch = Batch {
+        ring,
+        sends: Vec::with_capacity(SLICE),
+        ids: Vec::with_capacity(SLICE),
+        results: Vec::with_capacity(SLICE),
     };
     let mut ready = Vec::new();
     loop {
@@ -65,61 +66,54 @@ pub async fn run(core: Rc<Core>) {
                 // for that poll.
                 glommio::timer::sleep(POLL_PAUSE).await;
             }
-            let written = match &mut ring {
-                None => flush_slice(&core, slice),
-                Some(batch) => batch.flush_slice(&core, slice),
-            };
+            let written = batch.flush_slice(&core, slice);
             Stats::add(&core.stats.bytes_written, written as u64);
         }
         ready.clear();
     }
 }
 
-/// One non-blocking send per subscriber of the slice; returns the bytes written.
-fn flush_slice(core: &Core, slice: &[usize]) -> usize {
-    let now = Instant::now();
-    let mut shard = core.shard.borrow_mut();
-    let mut written = 0;
-    for &id in slice {
-        if let Some((fd, bytes)) = shard.flush_begin(id) {
-            let sent = sys::send_nowait(fd, &bytes);
-            let (n, queued_at) = shard.flush_end(id, bytes.len(), sent, now);
-            written += n;
-            if let Some(at) = queued_at {
-                core.stats.observe_delivery(at, Instant::now());
-            }
-        }
-    }
-    written
-}
-
-/// The io_uring path: the slice's sends in one submission.
+/// One slice's sends: what to send, then the sends (one `send(2)` each, or one io_uring
+/// submission), then their outcomes, the same for both paths.
 struct Batch {
-    ring: sys::SendRing,
+    /// `None`: the send(2) path.
+    ring: Option<sys::SendRing>,
     sends: Vec<(RawFd, Bytes)>,
     ids: Vec<usize>,
     results: Vec<io::Result<usize>>,
 }
 
 impl Batch {
+    /// Writes what is queued for each dirty subscriber of `slice`; returns the bytes written.
     fn flush_slice(&mut self, core: &Core, slice: &[usize]) -> usize {
-        let now = Instant::now();
-        let mut shard = core.shard.borrow_mut();
-        for &id in slice {
-            if let Some(send) = shard.flush_begin(id) {
-                self.sends.push(send);
-                self.ids.push(id);
+        {
+            let mut shard = core.shard.borrow_mut();
+            for &id in slice {
+                if let Some(send) = shard.flush_begin(id) {
+                    self.sends.push(send);
+                    self.ids.push(id);
+                }
             }
         }
-        self.ring.send_all(&self.sends, &mut self.results);
+        match &mut self.ring {
+            Some(ring) => ring.send_all(&self.sends, &mut self.results),
+            None => self.results.extend(
+                self.sends
+                    .iter()
+                    .map(|(fd, bytes)| sys::send_nowait(*fd, bytes)),
+            ),
+        }
+        // One clock read for the slice, after its sends: the bytes were with the kernel by
+        // then (the latency samples are late by at most the slice's own send time).
+        let now = Instant::now();
+        let mut shard = core.shard.borrow_mut();
         let mut written = 0;
-        for ((&id, (_, bytes)), sent) in
-            self.ids.iter().zip(&self.sends).zip(self.results.drain(..))
-        {
+        let outcomes = self.ids.iter().zip(&self.sends).zip(self.results.drain(..));
+        for ((&id, (_, bytes)), sent) in outcomes {
             let (n, queued_at) = shard.flush_end(id, bytes.len(), sent, now);
             written += n;
             if let Some(at) = queued_at {
-                core.stats.observe_delivery(at, Instant::now());
+                core.stats.observe_delivery(at, now);
             }
         }
         self.sends.clear();

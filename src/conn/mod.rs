@@ -283,11 +283,7 @@ async fn requests(
                 ex.answered(core, &stream, done.status);
                 match done.next {
                     Next::KeepAlive => continue,
-                    Next::Close => {
-                        linger(stream).await;
-                        return Err(CloseReason::Answered);
-                    }
-                    Next::Gone => return Err(CloseReason::ClientClosed),
+                    next => return Err(end(stream, next).await),
                 }
             }
             (None, true, _) => HttpError::MethodNotAllowed("GET, POST, OPTIONS"),
@@ -316,11 +312,7 @@ async fn requests(
                     ex.answered(core, &stream, done.status);
                     match done.next {
                         Next::KeepAlive => continue,
-                        Next::Close => {
-                            linger(stream).await;
-                            return Err(CloseReason::Answered);
-                        }
-                        Next::Gone => return Err(CloseReason::ClientClosed),
+                        next => return Err(end(stream, next).await),
                     }
                 }
                 Some(_) => HttpError::MethodNotAllowed("GET"),
@@ -457,6 +449,16 @@ async fn with_timeout<T>(d: Duration, f: impl Future<Output = io::Result<T>>) ->
 
 /// Closes our side, then reads and discards what the client still sends (briefly), so the
 /// kernel does not answer unread bytes with a reset that would destroy our last response.
+/// Ends a connection after a request that did not keep it: lingers when the response said
+/// `Connection: close`, returns how it ended.
+async fn end(stream: Box<Stream>, next: Next) -> CloseReason {
+    if next == Next::Gone {
+        return CloseReason::ClientClosed;
+    }
+    linger(stream).await;
+    CloseReason::Answered
+}
+
 async fn linger(mut stream: Box<Stream>) {
     if stream.close().await.is_err() {
         return;
