@@ -7,6 +7,8 @@
 # interleaved, RUNS runs each (default 3), medians printed. Loads 127.0.0.1 only; needs nginx,
 # libnginx-mod-nchan and wrk (installed when missing) and a release build of ssegate.
 # Usage: benches/publish_ceiling.sh [RUNS] [CONNECTIONS] [SECONDS]
+# With SSEGATE_BASELINE=/path/to/an/older/ssegate, that binary runs as a fourth server, for
+# before/after figures measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -57,6 +59,14 @@ KEY=publish-ceiling-key
 PSSE=$(free_port)
 taskset -c 0 target/release/ssegate --listen "127.0.0.1:$PSSE" --workers 1 \
     --publisher-jwt-key "$KEY" --admin-addr off --log-level warn >/dev/null & PIDS+=($!)
+NAMES=("nginx return 204" "nchan publish" "ssegate publish")
+if [ -n "${SSEGATE_BASELINE:-}" ]; then
+    PBASE=$(free_port)
+    taskset -c 0 "$SSEGATE_BASELINE" --listen "127.0.0.1:$PBASE" --workers 1 \
+        --publisher-jwt-key "$KEY" --admin-addr off --log-level warn >/dev/null & PIDS+=($!)
+    wait_port "$PBASE"
+    NAMES+=("ssegate baseline")
+fi
 wait_port "$P204"; wait_port "$PNCHAN"; wait_port "$PSSE"
 
 TOKEN=$(python3 - "$KEY" <<'EOF'
@@ -95,9 +105,12 @@ for i in $(seq "$RUNS"); do
     run "nginx return 204" "http://127.0.0.1:$P204/" "$TMP/plain.lua"
     run "nchan publish" "http://127.0.0.1:$PNCHAN/pub/ceiling" "$TMP/plain.lua"
     run "ssegate publish" "http://127.0.0.1:$PSSE/.well-known/mercure" "$TMP/mercure.lua"
+    if [ -n "${PBASE:-}" ]; then
+        run "ssegate baseline" "http://127.0.0.1:$PBASE/.well-known/mercure" "$TMP/mercure.lua"
+    fi
 done
 echo "medians:"
-for name in "nginx return 204" "nchan publish" "ssegate publish"; do
+for name in "${NAMES[@]}"; do
     # shellcheck disable=SC2086
     printf '  %-22s %10.0f req/s\n' "$name" "$(python3 -c 'import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))' ${RESULTS[$name]})"
 done

@@ -65,7 +65,8 @@ LAT = [("latency_us.p50", "p50 µs", "lower"), ("latency_us.p99", "p99 µs", "lo
        ("latency_us.p999", "p99.9 µs", "lower"), ("latency_us.max", "max µs", "lower"),
        ("missing", "missing", "lower"), ("server_cpu_us_per_delivery", "CPU µs/delivery", "lower"),
        ("rss_peak_kib", "peak RSS KiB", "lower"), ("first_publish_ack_us", "first publish ack µs", "lower"),
-       ("loadgen_cpu_us_per_delivery", "loadgen µs/delivery", "info")]
+       ("loadgen_cpu_us_per_delivery", "loadgen µs/delivery", "info"),
+       ("kernel_backlog_drops", "kernel drops", "info"), ("tcp_retransmits", "TCP retransmits", "info")]
 
 SCENARIOS = [
     Scenario("idle", "(1) idle: bytes of server RSS per idle subscriber",
@@ -239,6 +240,23 @@ class Server:
 # Runs
 # ---------------------------------------------------------------------------------------------
 
+def kernel_counters():
+    """Loopback packets the kernel dropped (the per-CPU input backlog, `netdev_max_backlog`,
+    column 2 of /proc/net/softnet_stat) and TCP segments retransmitted, machine-wide. A drop on
+    loopback costs the stream a retransmission timeout (200 ms, then doubling): a latency
+    outlier that is the kernel's, not the server's, and that the report must show."""
+    drops = 0
+    with open("/proc/net/softnet_stat") as f:
+        for line in f:
+            drops += int(line.split()[1], 16)
+    retrans = 0
+    with open("/proc/net/snmp") as f:
+        rows = [l.split() for l in f if l.startswith("Tcp:")]
+    if len(rows) >= 2:
+        retrans = int(rows[1][rows[0].index("RetransSegs")])
+    return drops, retrans
+
+
 def one_run(kind: ServerKind, scenario: Scenario, quick: bool, label: str):
     server = Server(kind)
     try:
@@ -246,6 +264,7 @@ def one_run(kind: ServerKind, scenario: Scenario, quick: bool, label: str):
                "--flavor", kind.flavor, "--server-pid", str(server.proc.pid),
                "--jwt-key", JWT_KEY, "--label", label,
                *(scenario.quick_args if quick else scenario.args)]
+        drops0, retrans0 = kernel_counters()
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -257,7 +276,11 @@ def one_run(kind: ServerKind, scenario: Scenario, quick: bool, label: str):
             raise SuiteError("ssegate-load printed no JSON summary")
         if server.proc.poll() is not None:
             raise SuiteError(f"{kind.name} died during the run: {server.stderr_tail()}")
-        return json.loads(lines[-1]), shlex.join(cmd)
+        summary = json.loads(lines[-1])
+        drops1, retrans1 = kernel_counters()
+        summary["kernel_backlog_drops"] = drops1 - drops0
+        summary["tcp_retransmits"] = retrans1 - retrans0
+        return summary, shlex.join(cmd)
     finally:
         server.stop()
 
@@ -383,7 +406,10 @@ def main():
                     cells[k].runs.append(summary)
                     commands.setdefault(sc.key, cmd)
                     head = sc.metrics[0]
-                    print(f"  run {r} {TARGETS[k].name:<26} {head[1]} = {fmt(get(summary, head[0]))}", flush=True)
+                    extra = "".join(f", {m[1]} = {fmt(get(summary, m[0]))}" for m in sc.metrics[1:2])
+                    print(f"  run {r} {TARGETS[k].name:<26} {head[1]} = {fmt(get(summary, head[0]))}{extra}, "
+                          f"kernel drops {summary['kernel_backlog_drops']}, "
+                          f"TCP retransmits {summary['tcp_retransmits']}", flush=True)
                 except SuiteError as e:
                     cells[k].errors.append(str(e))
                     print(f"  run {r} {TARGETS[k].name:<26} FAILED: {e}", file=sys.stderr, flush=True)
