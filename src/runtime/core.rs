@@ -172,6 +172,8 @@ pub struct Core {
     seq_waiters: Cell<usize>,
     /// Core 0 only: updates in the sequencer's inbox or being sequenced.
     sequencing: Cell<usize>,
+    /// Core 0 only: the seq the next sequenced update gets.
+    next_seq: Cell<u64>,
     next_token: Cell<u64>,
     inflight: Cell<usize>,
     stopping: Cell<bool>,
@@ -245,6 +247,19 @@ impl Core {
             return Err(HttpError::Unavailable("shutting down"));
         }
         let token = self.token();
+        if self.workers == 1 && self.sequencing.get() == 0 {
+            // One core, and nothing ahead of this update in the sequencer's inbox: sequence
+            // it here, in the same order the sequencer would, without two task switches, a
+            // channel and a oneshot per publish (measured in bench-results/).
+            let origin = Origin {
+                core: self.index,
+                token,
+            };
+            let peers = self.sequence(update, origin);
+            debug_assert!(peers.is_empty());
+            Stats::add(&self.stats.published, 1);
+            return Ok(());
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(token, tx);
         if let Err(e) = self.send_to_sequencer(update, token) {
@@ -415,6 +430,44 @@ impl Core {
         }
     }
 
+    /// The sequencer's step (core 0): numbers the update, encodes it once, applies it here and
+    /// returns the messages that carry it to every other core. Applied here first: the
+    /// sequencer's core is never behind another core, so it is the authority a resuming core
+    /// asks about an id it does not know yet.
+    fn sequence(&self, update: Update, origin: Origin) -> Vec<(usize, CoreMsg)> {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        let frame = encode(&update);
+        let at = Instant::now();
+        let peers: Vec<_> = (0..self.workers)
+            .filter(|&p| p != self.index)
+            .map(|peer| {
+                let msg = CoreMsg::Event {
+                    seq,
+                    id: update.id.clone(),
+                    topics: update.topics.clone(),
+                    private: update.private,
+                    frame: frame.clone(),
+                    at,
+                    origin,
+                };
+                (peer, msg)
+            })
+            .collect();
+        self.apply(
+            Event {
+                seq,
+                id: update.id.into(),
+                topics: update.topics.into_iter().map(Into::into).collect(),
+                private: update.private,
+                frame,
+                at,
+            },
+            origin,
+        );
+        peers
+    }
+
     /// Applies a sequenced event on this core: history, local fan-out, and the waiting
     /// publisher's acknowledgement.
     fn apply(&self, ev: Event, origin: Origin) {
@@ -446,43 +499,13 @@ impl Core {
     }
 }
 
-/// ④ The sequencer (core 0): numbers each update, encodes it once, sends it to every other
-/// core, then applies it here. One task, one inbox: one order.
+/// ④ The sequencer (core 0): one task, one inbox, one order. Each update is sequenced
+/// (`Core::sequence`: numbered, encoded once, applied here) and then sent to every other core.
+/// With one core, a publish that finds the inbox empty is sequenced by its own connection
+/// (`Core::publish`), which gives the same order without the hop.
 async fn run_sequencer(core: Rc<Core>, inbox: LocalReceiver<(Update, Origin)>) {
-    let mut next_seq: u64 = 1;
     while let Some((update, origin)) = inbox.recv().await {
-        let seq = next_seq;
-        next_seq += 1;
-        let frame = encode(&update);
-        let at = Instant::now();
-        let peers: Vec<_> = (0..core.workers)
-            .filter(|&p| p != core.index)
-            .map(|peer| {
-                let msg = CoreMsg::Event {
-                    seq,
-                    id: update.id.clone(),
-                    topics: update.topics.clone(),
-                    private: update.private,
-                    frame: frame.clone(),
-                    at,
-                    origin,
-                };
-                (peer, msg)
-            })
-            .collect();
-        // Applied here first: the sequencer's core is never behind another core, so it is
-        // the authority a resuming core asks about an id it does not know yet.
-        core.apply(
-            Event {
-                seq,
-                id: update.id.into(),
-                topics: update.topics.into_iter().map(Into::into).collect(),
-                private: update.private,
-                frame,
-                at,
-            },
-            origin,
-        );
+        let peers = core.sequence(update, origin);
         for (peer, msg) in peers {
             // Waits only if that core is behind by MESH_CAPACITY events: back-pressure
             // between cores, never on a subscriber.
@@ -647,6 +670,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         applied_seq: Cell::new(0),
         seq_waiters: Cell::new(0),
         sequencing: Cell::new(0),
+        next_seq: Cell::new(1),
         next_token: Cell::new(0),
         inflight: Cell::new(0),
         stopping: Cell::new(false),
