@@ -182,6 +182,8 @@ pub struct Core {
     /// Woken on every state change that a waiting task may care about (stop, counters
     /// reaching zero, shutdown hand-offs).
     changed: Notify,
+    /// Woken once, when the core is told to stop (see `stopped`).
+    stop: Notify,
 }
 
 impl Core {
@@ -191,17 +193,28 @@ impl Core {
     }
 
     /// Resolves once the core has been told to stop.
+    ///
+    /// Woken by the stop alone, not by every state change: the accept loop and each idle
+    /// keep-alive connection wait on this beside another future, and a spurious wake re-polls
+    /// that one too. glommio's `accept` keeps one more clone of the task's waker on every poll
+    /// while it is pending, and a task's waker count is an `i16`: the accept loop of a core
+    /// woken 32,767 times between two connections (one wake per publish, when every state
+    /// change woke it) panicked and took the core down.
     pub async fn stopped(&self) {
-        self.wait_until(|c| c.stopping.get()).await
+        Self::wait_on(&self.stop, || self.stopping.get()).await
     }
 
     async fn wait_until(&self, cond: impl Fn(&Core) -> bool) {
+        Self::wait_on(&self.changed, || cond(self)).await
+    }
+
+    async fn wait_on(event: &Notify, cond: impl Fn() -> bool) {
         loop {
-            if cond(self) {
+            if cond() {
                 return;
             }
-            let listener = self.changed.listen();
-            if cond(self) {
+            let listener = event.listen();
+            if cond() {
                 return;
             }
             listener.await;
@@ -677,6 +690,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
         drained_peers: Cell::new(0),
         flushed: Cell::new(false),
         changed: Notify::new(),
+        stop: Notify::new(),
         cfg,
     });
     let fd = boot.listeners.lock().ok().and_then(|mut l| l[index].take());
@@ -745,6 +759,7 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
 /// core, flush each subscriber's queue and close it so clients reconnect elsewhere.
 async fn shutdown(core: &Rc<Core>) {
     core.stopping.set(true);
+    core.stop.notify(usize::MAX);
     core.notify();
     core.wait_until(|c| c.inflight.get() == 0).await;
     if core.index == SEQUENCER {
