@@ -2,7 +2,6 @@
 //! the `mercure` claim.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -11,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::JwtAlgorithm;
 use crate::error::HttpError;
 use crate::hub::selector::Selector;
+use crate::hub::FastMap;
 
 /// The cookie a browser presents its token in (the name the spec recommends).
 pub const COOKIE_NAME: &str = "mercureAuthorization";
@@ -49,7 +49,7 @@ pub struct Verifier {
     /// the same bytes, so the same signature, and skips the base64, HMAC or RSA/ECDSA and
     /// JSON work. Only `exp` is checked again (`nbf` can only have passed since). One per
     /// core, never shared; emptied when full.
-    cache: RefCell<HashMap<Box<str>, Rc<Claims>>>,
+    cache: RefCell<FastMap<Box<str>, Rc<Claims>>>,
 }
 
 /// Most tokens a verifier remembers.
@@ -94,7 +94,7 @@ impl Verifier {
         Verifier {
             key,
             validation,
-            cache: RefCell::new(HashMap::new()),
+            cache: RefCell::new(FastMap::default()),
         }
     }
 

@@ -447,8 +447,6 @@ async fn with_timeout<T>(d: Duration, f: impl Future<Output = io::Result<T>>) ->
     .await
 }
 
-/// Closes our side, then reads and discards what the client still sends (briefly), so the
-/// kernel does not answer unread bytes with a reset that would destroy our last response.
 /// Ends a connection after a request that did not keep it: lingers when the response said
 /// `Connection: close`, returns how it ended.
 async fn end(stream: Box<Stream>, next: Next) -> CloseReason {
@@ -459,6 +457,8 @@ async fn end(stream: Box<Stream>, next: Next) -> CloseReason {
     CloseReason::Answered
 }
 
+/// Closes our side, then reads and discards what the client still sends (briefly), so the
+/// kernel does not answer unread bytes with a reset that would destroy our last response.
 async fn linger(mut stream: Box<Stream>) {
     if stream.close().await.is_err() {
         return;

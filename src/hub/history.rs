@@ -5,12 +5,11 @@
 //! another core.
 
 use std::collections::VecDeque;
-
-use super::FastMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::event::Event;
+use super::FastMap;
 
 /// Where a resuming subscriber starts.
 #[derive(Debug, PartialEq, Eq)]
