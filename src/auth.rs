@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use base64::Engine;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +40,63 @@ pub struct Claims {
     /// Expiry (seconds since the epoch), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
+    /// Not before (seconds since the epoch), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// The claim's selectors, compiled once when the token is first verified (a verified
+    /// token is remembered, so a publisher's grant is not recompiled on every publish).
+    #[serde(skip)]
+    grant: Grant,
+}
+
+/// Compiled `mercure.publish` and `mercure.subscribe` selectors.
+#[derive(Debug, Default, Clone)]
+struct Grant {
+    publish: Box<[Selector]>,
+    subscribe: Option<Box<[Selector]>>,
+}
+
+impl Claims {
+    /// Claims carrying `mercure` and nothing else, compiled.
+    pub fn new(mercure: MercureClaim) -> Claims {
+        let mut c = Claims {
+            mercure,
+            ..Claims::default()
+        };
+        c.compile();
+        c
+    }
+
+    /// Compiles the claim's selectors (done by the verifier; call it after building claims
+    /// by hand).
+    pub fn compile(&mut self) {
+        let compile = |list: &[String]| list.iter().map(|s| Selector::parse(s)).collect();
+        self.grant = Grant {
+            publish: self
+                .mercure
+                .publish
+                .as_deref()
+                .map_or_else(Box::default, compile),
+            subscribe: self
+                .mercure
+                .subscribe
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(compile),
+        };
+    }
+
+    /// Whether the bearer may publish to all of `topics` (Mercure: every topic must match
+    /// one of the `mercure.publish` selectors; none or an empty list allows nothing).
+    pub fn may_publish(&self, topics: &[String]) -> bool {
+        let allowed = &self.grant.publish;
+        !allowed.is_empty() && topics.iter().all(|t| allowed.iter().any(|s| s.matches(t)))
+    }
+
+    /// The selectors the token authorizes for private updates (`mercure.subscribe`).
+    pub fn subscribe_rights(&self) -> Option<&[Selector]> {
+        self.grant.subscribe.as_deref()
+    }
 }
 
 /// Checks tokens signed with one key.
@@ -90,6 +149,7 @@ impl Verifier {
         // Mercure tokens often carry no `exp`; when they do, it is enforced with no leeway.
         validation.required_spec_claims.clear();
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         Verifier {
             key,
@@ -117,7 +177,7 @@ impl Verifier {
     }
 
     fn decode(&self, token: &str) -> Result<Claims, HttpError> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+        let mut claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -128,8 +188,33 @@ impl Verifier {
                     ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
                     _ => "malformed token",
                 })
-            })
+            })?;
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` names extensions it
+        // does not understand. This verifier understands none, and an empty list is invalid.
+        if has_crit(token) {
+            return Err(HttpError::Unauthorized(
+                "token has critical header extensions",
+            ));
+        }
+        claims.compile();
+        Ok(claims)
     }
+}
+
+/// Whether the token's protected header has a `crit` member (called on a token whose
+/// signature verified, so the header is well-formed base64url JSON).
+fn has_crit(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Crit {
+        crit: Option<serde::de::IgnoredAny>,
+    }
+    let header = token.split('.').next().unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Crit>(&json).ok())
+        // Unreadable here though the verifier accepted it: refuse rather than guess.
+        .is_none_or(|h| h.crit.is_some())
 }
 
 /// Seconds since the epoch, as `exp` counts them.
@@ -168,28 +253,6 @@ pub fn find_token<'a>(
                 &header[start..start + v.len()]
             })
     }))
-}
-
-/// Whether a publisher holding `claim` may publish to all of `topics` (Mercure: every topic
-/// must match one of the `mercure.publish` selectors; none or an empty list allows nothing).
-pub fn may_publish(claim: &MercureClaim, topics: &[String]) -> bool {
-    let Some(allowed) = &claim.publish else {
-        return false;
-    };
-    let selectors: Vec<Selector> = allowed.iter().map(|s| Selector::parse(s)).collect();
-    !selectors.is_empty()
-        && topics
-            .iter()
-            .all(|t| selectors.iter().any(|s| s.matches(t)))
-}
-
-/// The selectors a subscriber's token authorizes for private updates (`mercure.subscribe`).
-pub fn subscribe_rights(claim: &MercureClaim) -> Option<Vec<Selector>> {
-    claim
-        .subscribe
-        .as_ref()
-        .filter(|s| !s.is_empty())
-        .map(|list| list.iter().map(|s| Selector::parse(s)).collect())
 }
 
 /// Signs a token for `claims` with an HS256 secret (used for the token printed at start).
@@ -236,13 +299,10 @@ mod tests {
     }
 
     fn claims(publish: &[&str]) -> Claims {
-        Claims {
-            mercure: MercureClaim {
-                publish: Some(publish.iter().map(|s| s.to_string()).collect()),
-                ..MercureClaim::default()
-            },
-            exp: None,
-        }
+        Claims::new(MercureClaim {
+            publish: Some(publish.iter().map(|s| s.to_string()).collect()),
+            ..MercureClaim::default()
+        })
     }
 
     #[test]
@@ -278,11 +338,11 @@ mod tests {
     #[test]
     fn publish_rights() {
         let topics = vec!["a".to_string(), "b".to_string()];
-        assert!(may_publish(&claims(&["*"]).mercure, &topics));
-        assert!(may_publish(&claims(&["a", "b"]).mercure, &topics));
-        assert!(!may_publish(&claims(&["a"]).mercure, &topics));
-        assert!(!may_publish(&claims(&[]).mercure, &topics));
-        assert!(!may_publish(&MercureClaim::default(), &topics));
+        assert!(claims(&["*"]).may_publish(&topics));
+        assert!(claims(&["a", "b"]).may_publish(&topics));
+        assert!(!claims(&["a"]).may_publish(&topics));
+        assert!(!claims(&[]).may_publish(&topics));
+        assert!(!Claims::default().may_publish(&topics));
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct Config {
     /// A subscriber with more than this many bytes queued and not yet taken by the kernel is
     /// disconnected (it reconnects and resumes from history).
     pub max_queued_bytes: usize,
+    /// Kernel send buffer of each subscriber socket (`SO_SNDBUF`), in bytes; 0 leaves the
+    /// kernel's autotuning on (up to 4 MiB a socket with Linux defaults). With
+    /// `max_queued_bytes` it bounds what one subscriber can hold: its queue in the gateway
+    /// plus about twice this in the kernel.
+    pub send_buffer: usize,
     /// How each core's flusher hands subscriber writes to the kernel: one `send(2)` per
     /// subscriber, or one io_uring submission carrying the sends of many subscribers.
     pub write_path: WritePath,
@@ -95,6 +100,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most `topic` parameters in one subscription or publication; more gets 400.
     pub max_topics: usize,
+    /// Longest topic selector in a subscription, in bytes after percent-decoding; longer
+    /// gets 400.
+    pub max_selector_bytes: usize,
+    /// Memory for compiled URI-template selectors on each core, in bytes (distinct
+    /// templates are compiled once per core and shared). A subscription that needs a new
+    /// template past this gets 503 with `Retry-After`.
+    pub max_template_bytes: usize,
     /// Listen backlog of each core's listener.
     pub backlog: u32,
     /// Log format: `text` (human) or `json`.
@@ -164,6 +176,7 @@ impl Default for Config {
             max_stream_duration: None,
             write_timeout: Duration::from_secs(30),
             max_queued_bytes: 1 << 20,
+            send_buffer: 64 * 1024,
             write_path: WritePath::IoUring,
             max_connections: 100_000,
             drain_period: Duration::from_secs(2),
@@ -173,6 +186,8 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(60),
             max_body_bytes: 1 << 20,
             max_topics: 64,
+            max_selector_bytes: 1024,
+            max_template_bytes: 1 << 20,
             backlog: 4096,
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
@@ -285,6 +300,15 @@ impl Config {
         }
         if self.max_topics == 0 {
             return Err(invalid("max_topics", "must be at least 1"));
+        }
+        if self.max_selector_bytes == 0 {
+            return Err(invalid("max_selector_bytes", "must be at least 1"));
+        }
+        if self.send_buffer != 0 && !(4096..=1 << 30).contains(&self.send_buffer) {
+            return Err(invalid(
+                "send_buffer",
+                "must be 0 (kernel autotuning) or between 4096 and 1 GiB",
+            ));
         }
         if self.backlog == 0 {
             return Err(invalid("backlog", "must be at least 1"));
@@ -419,6 +443,9 @@ pub struct Cli {
     /// Queued bytes before a slow subscriber is dropped.
     #[arg(long)]
     pub max_queued_bytes: Option<usize>,
+    /// Kernel send buffer per subscriber socket in bytes (0: kernel autotuning).
+    #[arg(long)]
+    pub send_buffer: Option<usize>,
     /// How subscriber writes reach the kernel: send or io_uring.
     #[arg(long, value_enum)]
     pub write_path: Option<WritePath>,
@@ -446,6 +473,12 @@ pub struct Cli {
     /// Most topics per subscription or publication.
     #[arg(long)]
     pub max_topics: Option<usize>,
+    /// Longest topic selector in a subscription, in bytes.
+    #[arg(long)]
+    pub max_selector_bytes: Option<usize>,
+    /// Memory for compiled template selectors per core, in bytes.
+    #[arg(long)]
+    pub max_template_bytes: Option<usize>,
     /// Listen backlog per core.
     #[arg(long)]
     pub backlog: Option<u32>,
@@ -485,6 +518,7 @@ impl Cli {
             heartbeat_interval,
             write_timeout,
             max_queued_bytes,
+            send_buffer,
             write_path,
             max_connections,
             shutdown_timeout,
@@ -494,6 +528,8 @@ impl Cli {
             keepalive_timeout,
             max_body_bytes,
             max_topics,
+            max_selector_bytes,
+            max_template_bytes,
             backlog,
             log_format,
             log_level,

@@ -33,6 +33,8 @@ pub enum HttpError {
     Unavailable(&'static str),
     /// The HTTP version is not 1.x (client's fault).
     VersionNotSupported,
+    /// An `Expect` other than `100-continue` (client's fault).
+    ExpectationFailed,
 }
 
 impl HttpError {
@@ -51,6 +53,7 @@ impl HttpError {
             HttpError::HeadersTooLarge => 431,
             HttpError::Unavailable(_) => 503,
             HttpError::VersionNotSupported => 505,
+            HttpError::ExpectationFailed => 417,
         }
     }
 
@@ -66,6 +69,7 @@ impl HttpError {
                 | HttpError::HeadersTooLarge
                 | HttpError::Unavailable(_)
                 | HttpError::VersionNotSupported
+                | HttpError::ExpectationFailed
         )
     }
 
@@ -126,6 +130,9 @@ impl fmt::Display for HttpError {
             HttpError::HeadersTooLarge => f.write_str("request header fields too large"),
             HttpError::Unavailable(why) => write!(f, "service unavailable: {why}"),
             HttpError::VersionNotSupported => f.write_str("HTTP version not supported"),
+            HttpError::ExpectationFailed => {
+                f.write_str("expectation failed: only Expect: 100-continue is supported")
+            }
         }
     }
 }
@@ -143,6 +150,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Payload Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",

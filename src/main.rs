@@ -189,14 +189,11 @@ fn publisher_key(cfg: &Config) -> anyhow::Result<String> {
     let key = auth::random_secret().context("generating a publisher key")?;
     let token = auth::sign_hs256(
         &key,
-        &auth::Claims {
-            mercure: auth::MercureClaim {
-                publish: Some(vec!["*".into()]),
-                subscribe: Some(vec!["*".into()]),
-                payload: None,
-            },
-            exp: None,
-        },
+        &auth::Claims::new(auth::MercureClaim {
+            publish: Some(vec!["*".into()]),
+            subscribe: Some(vec!["*".into()]),
+            payload: None,
+        }),
     );
     tracing::warn!("no publisher_jwt_key configured: generated a random key for this run only");
     println!("publisher token (valid until restart): {token}");

@@ -94,6 +94,12 @@ const METRICS: &[Metric] = &[
         value: |s| s.write_timeouts,
     },
     Metric {
+        name: "ssegate_template_budget_refusals_total",
+        kind: "counter",
+        help: "Subscriptions refused (503) because their new templates would pass max_template_bytes.",
+        value: |s| s.template_budget_refusals,
+    },
+    Metric {
         name: "ssegate_token_expiry_disconnects_total",
         kind: "counter",
         help: "Subscribers disconnected at their token's exp.",
@@ -244,8 +250,8 @@ mod tests {
         let a = Snapshot {
             core: 0,
             delivered: 5,
-            errors_by_status: vec![1; 13],
-            publish_errors: vec![0; 13],
+            errors_by_status: vec![1; COUNTED_STATUSES.len() + 1],
+            publish_errors: vec![0; COUNTED_STATUSES.len() + 1],
             closed_by_reason: vec![3; CloseReason::ALL.len()],
             latency_buckets,
             latency_sum_ns: 3_000_500_000,
@@ -254,7 +260,7 @@ mod tests {
         let b = Snapshot {
             core: 1,
             delivered: 7,
-            errors_by_status: vec![0; 13],
+            errors_by_status: vec![0; COUNTED_STATUSES.len() + 1],
             ..Snapshot::default()
         };
         let text = render(&[a, b]);

@@ -29,7 +29,7 @@ fn one_line_per_request_without_tokens() {
     assert_eq!(
         raw_request(
             &server,
-            b"GET /nowhere?authorization=secret HTTP/1.1\r\nConnection: close\r\n\r\n"
+            b"GET /nowhere?authorization=secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         .status,
         404

@@ -128,7 +128,7 @@ fn oversized_heads_are_431_and_garbage_is_400() {
     );
     assert_eq!(raw_request(&server, huge.as_bytes()).status, 431);
     let long_uri = format!(
-        "GET /.well-known/mercure?topic={} HTTP/1.1\r\n\r\n",
+        "GET /.well-known/mercure?topic={} HTTP/1.1\r\nHost: x\r\n\r\n",
         "a".repeat(4000)
     );
     assert_eq!(raw_request(&server, long_uri.as_bytes()).status, 414);

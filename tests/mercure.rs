@@ -438,7 +438,7 @@ fn the_subscriptions_api_lists_subscribers_from_both_cores() {
     let off = Server::start(&["--workers", "1"]);
     let r = raw_request(
         &off,
-        format!("GET /.well-known/mercure/subscriptions HTTP/1.1\r\nAuthorization: Bearer {reader}\r\n\r\n").as_bytes(),
+        format!("GET /.well-known/mercure/subscriptions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\n\r\n").as_bytes(),
     );
     assert_eq!(r.status, 404);
 }

@@ -30,7 +30,7 @@ fn metrics_follow_the_workload_on_every_core() {
     assert_eq!(
         raw_request(
             &server,
-            b"GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n"
+            b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
         .status,
         404

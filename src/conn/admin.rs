@@ -3,13 +3,14 @@
 //! cores serve and are not shutting down).
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpListener;
 
 use super::Stream;
 
-use super::{linger, read_head, reply_error};
+use super::{linger, read_head, reply_error, HeadError};
 use crate::error::HttpError;
 use crate::http::Method;
 use crate::metrics;
@@ -34,12 +35,16 @@ pub async fn run(core: Rc<Core>, listener: TcpListener) {
 
 async fn serve(core: Rc<Core>, mut stream: Box<Stream>) {
     let mut buf = Vec::new();
-    let mut first = true;
+    let mut first = Some(Instant::now() + core.cfg.header_timeout);
     loop {
-        let Ok(req) = read_head(&core, &mut stream, &mut buf, first).await else {
-            return;
+        let req = match read_head(&core, &mut stream, &mut buf, first.take()).await {
+            Ok(req) => req,
+            Err(HeadError::Http(e)) => {
+                reply_error(&core, &mut stream, 0, &e, false, "").await;
+                break;
+            }
+            Err(_) => return,
         };
-        first = false;
         let answer = match (req.method(), req.path.as_str()) {
             (Method::Get, "/metrics") => match core.gather(QueryKind::Stats).await {
                 Ok(answers) => {

@@ -5,7 +5,6 @@ use super::{Handled, Stream};
 use futures_lite::io::AsyncWriteExt;
 
 use super::publisher::verify_request;
-use crate::auth::subscribe_rights;
 use crate::error::HttpError;
 use crate::http::Request;
 use crate::hub::subscriptions::{self, Query};
@@ -21,7 +20,8 @@ pub async fn respond(
     // The spec: the client must present a token whose mercure.subscribe selectors match the
     // requested URL.
     let claims = verify_request(req, &core.subscriber_auth, "missing subscriber token")?;
-    let allowed = subscribe_rights(&claims.mercure)
+    let allowed = claims
+        .subscribe_rights()
         .is_some_and(|rights| rights.iter().any(|s| s.matches(&req.path)));
     if !allowed {
         return Err(HttpError::Forbidden(

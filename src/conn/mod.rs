@@ -162,6 +162,9 @@ async fn requests(
     conn_id: u64,
     over_capacity: bool,
 ) -> Result<subscriber::Live, CloseReason> {
+    // The first request's head (and the TLS handshake before it) must be complete within
+    // `header_timeout` of the accept, however the bytes trickle in.
+    let first_deadline = Instant::now() + core.cfg.header_timeout;
     let _ = tcp.set_nodelay(true);
     // One getpeername(2) per connection, only when something will print it.
     let peer = if core.access_log.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
@@ -194,10 +197,9 @@ async fn requests(
         }
     };
     let mut buf = Vec::new();
-    let mut first = true;
+    let mut first = Some(first_deadline);
     loop {
-        let head = read_head(core, &mut stream, &mut buf, first).await;
-        first = false;
+        let head = read_head(core, &mut stream, &mut buf, first.take()).await;
         let req = match head {
             Ok(req) => req,
             Err(HeadError::Closed) => return Err(CloseReason::ClientClosed),
@@ -356,21 +358,23 @@ async fn reply_error(
 }
 
 /// Reads one request head into `buf` (which may already hold pipelined bytes) and removes it
-/// from there. Before the first byte of a request, a keep-alive connection may idle for
-/// `keepalive_timeout` (and is closed at once on shutdown); once a request has begun, the
-/// whole head must arrive within `header_timeout`.
+/// from there. The first request of a connection has `first_deadline` (`header_timeout`
+/// after the accept) for its whole head. Before the first byte of a later request, a
+/// keep-alive connection may idle for `keepalive_timeout` (and is closed at once on
+/// shutdown); once that request has begun, its whole head must arrive within
+/// `header_timeout`.
 async fn read_head(
     core: &Core,
     stream: &mut Stream,
     buf: &mut Vec<u8>,
-    first: bool,
+    first_deadline: Option<Instant>,
 ) -> Result<Request, HeadError> {
     let max = core.cfg.max_header_bytes;
+    let first = first_deadline.is_some();
     if buf.is_empty() {
-        let idle = if first {
-            core.cfg.header_timeout
-        } else {
-            core.cfg.keepalive_timeout
+        let idle = match first_deadline {
+            Some(at) => at.saturating_duration_since(Instant::now()),
+            None => core.cfg.keepalive_timeout,
         };
         let read = with_timeout(idle, read_more(stream, buf, max));
         let n = if first {
@@ -399,7 +403,7 @@ async fn read_head(
             Err(_) => return Err(HeadError::Closed),
         }
     }
-    let deadline = Instant::now() + core.cfg.header_timeout;
+    let deadline = first_deadline.unwrap_or_else(|| Instant::now() + core.cfg.header_timeout);
     loop {
         match http::parse_head(buf, max) {
             Ok(Some((req, len))) => {

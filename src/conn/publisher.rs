@@ -7,7 +7,7 @@ use super::Stream;
 use futures_lite::io::AsyncWriteExt;
 
 use super::{read_more, reply_error, with_timeout, Handled};
-use crate::auth::{find_token, may_publish, Claims, Verifier};
+use crate::auth::{find_token, Claims, Verifier};
 use crate::error::HttpError;
 use crate::http::{parse_form, Request};
 use crate::hub::publish::parse_update;
@@ -54,7 +54,7 @@ pub(super) async fn handle(
 
     let outcome = async {
         let update = parse_update(&buf[..len], core.cfg.max_topics)?;
-        if !may_publish(&claims.mercure, &update.topics) {
+        if !claims.may_publish(&update.topics) {
             return Err(HttpError::Forbidden(
                 "token does not allow publishing to these topics",
             ));

@@ -21,7 +21,7 @@ use futures_lite::io::{AsyncRead, AsyncWriteExt};
 
 use super::reply_error;
 use crate::access_log::Record;
-use crate::auth::{find_token, subscribe_rights};
+use crate::auth::find_token;
 use crate::error::HttpError;
 use crate::http::{parse_form, Request, MERCURE_PATH};
 use crate::hub::event::Event;
@@ -29,6 +29,7 @@ use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
 use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next};
 use crate::hub::subscriptions::{self, SubscriberInfo};
+use crate::net::sys;
 use crate::runtime::stats::CloseReason;
 use crate::runtime::{unix_millis, Core, Stats};
 
@@ -54,6 +55,7 @@ struct Subscription {
 
 fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpError> {
     let max_topics = core.cfg.max_topics;
+    let max_selector = core.cfg.max_selector_bytes;
     let mut topics = Vec::new();
     let mut query_last_id = None;
     let mut query_token = None;
@@ -62,6 +64,11 @@ fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpEr
             "topic" => {
                 if value.is_empty() {
                     return Err(HttpError::BadParam("empty \"topic\" parameter".into()));
+                }
+                if value.len() > max_selector {
+                    return Err(HttpError::BadParam(format!(
+                        "\"topic\" selector longer than {max_selector} bytes"
+                    )));
                 }
                 if topics.len() == max_topics {
                     return Err(HttpError::BadParam(format!(
@@ -87,7 +94,11 @@ fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpEr
         Some(token) => {
             let claims = core.subscriber_auth.verify(token)?;
             let payload = claims.mercure.payload.as_ref().map(|p| p.to_string());
-            (subscribe_rights(&claims.mercure), claims.exp, payload)
+            (
+                claims.subscribe_rights().map(<[Selector]>::to_vec),
+                claims.exp,
+                payload,
+            )
         }
         None if core.cfg.anonymous => (None, None, None),
         None => return Err(HttpError::Unauthorized("missing subscriber token")),
@@ -161,18 +172,25 @@ pub async fn open(
         }
     };
     stream.set_write_timeout(core.cfg.write_timeout);
+    sys::set_send_buffer(stream.as_raw_fd(), core.cfg.send_buffer);
     if let Some(last) = sub.last_event_id.as_deref().filter(|id| *id != "earliest") {
         // This core may be a few events behind the one the client was on.
         core.catch_up_to(last, CATCH_UP_LIMIT).await;
     }
 
+    let compiled = core.shard.borrow().compile(&sub.topics);
+    let Ok(selectors) = compiled else {
+        Stats::add(&core.stats.template_budget_refusals, 1);
+        let e = HttpError::Unavailable("template selector budget exhausted on this core");
+        reply_error(core, &mut stream, conn_id, &e, false, cors).await;
+        return Opened::Refused(e.status(), stream);
+    };
     // Registration and the replay snapshot happen in one synchronous step: no event can
     // land between them, so the replay and the live stream neither overlap nor leave a gap.
     let (id, head, replay) = {
         let mut history = core.history.borrow_mut();
         let mut shard = core.shard.borrow_mut();
         history.expire(Instant::now());
-        let selectors: Vec<Selector> = sub.topics.iter().map(|t| shard.intern(t)).collect();
         let (replay, header): (Vec<Rc<Event>>, Option<String>) = match &sub.last_event_id {
             None => (Vec::new(), None),
             Some(last) => {
@@ -297,6 +315,8 @@ fn finish(
         End::Drained if core.is_stopping() => CloseReason::Shutdown,
         End::Drained => CloseReason::Lifetime,
         End::WriteTimeout => {
+            // As for a slow consumer: reset rather than leave the kernel holding its bytes.
+            sys::abort_on_close(stream.as_raw_fd());
             Stats::add(&core.stats.write_timeouts, 1);
             CloseReason::WriteTimeout
         }

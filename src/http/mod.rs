@@ -73,6 +73,17 @@ pub struct Request {
     pub expect_continue: bool,
 }
 
+/// Parses a `Content-Length` value: `1*DIGIT` (RFC 9110 §8.6), nothing else. A sign, a
+/// space inside or a list would be read differently by another parser in front of us, and
+/// disagreeing on where a body ends is request smuggling.
+fn content_length(v: &str) -> Result<usize, HttpError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::BadRequest("invalid Content-Length"));
+    }
+    v.parse()
+        .map_err(|_| HttpError::BadRequest("invalid Content-Length"))
+}
+
 impl Request {
     /// The method, defaulting to [`Method::Other`].
     pub fn method(&self) -> Method {
@@ -128,6 +139,7 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
     let http10 = req.version == Some(0);
     let mut connection_close = false;
     let mut connection_keep_alive = false;
+    let mut hosts = 0;
     for h in req.headers.iter() {
         let name = h.name;
         let value = || {
@@ -136,9 +148,7 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
                 .map_err(|_| HttpError::BadRequest("header value is not UTF-8"))
         };
         if name.eq_ignore_ascii_case("content-length") {
-            let n = value()?
-                .parse::<usize>()
-                .map_err(|_| HttpError::BadRequest("invalid Content-Length"))?;
+            let n = content_length(value()?)?;
             if out.content_length.is_some_and(|m| m != n) {
                 return Err(HttpError::BadRequest("conflicting Content-Length headers"));
             }
@@ -147,7 +157,12 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
             out.has_transfer_encoding = true;
         } else if name.eq_ignore_ascii_case("content-type") {
             out.content_type = Some(value()?.to_owned());
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         } else if name.eq_ignore_ascii_case("authorization") {
+            if out.authorization.is_some() {
+                return Err(HttpError::BadRequest("more than one Authorization header"));
+            }
             out.authorization = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("last-event-id") {
             let v = value()?;
@@ -172,8 +187,26 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
                 connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            out.expect_continue = value()?.eq_ignore_ascii_case("100-continue");
+            // RFC 9110 §10.1.1: 100-continue is the only expectation there is.
+            if !value()?.eq_ignore_ascii_case("100-continue") {
+                return Err(HttpError::ExpectationFailed);
+            }
+            out.expect_continue = true;
         }
+    }
+    // RFC 9112 §3.2: a 1.1 request has exactly one Host; §6.1: a message with both framings
+    // is refused rather than guessed at.
+    if hosts > 1 || (hosts == 0 && !http10) {
+        return Err(HttpError::BadRequest(if hosts == 0 {
+            "missing Host header"
+        } else {
+            "more than one Host header"
+        }));
+    }
+    if out.has_transfer_encoding && out.content_length.is_some() {
+        return Err(HttpError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     out.keep_alive = !connection_close && (!http10 || connection_keep_alive);
     Ok(Some((out, head_len)))
@@ -220,10 +253,82 @@ mod tests {
     }
 
     #[test]
-    fn connection_close_and_http10() {
-        let (r, _) = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 8192)
+    fn framing_is_strict_where_rfc_9112_says_must() {
+        let bad = |head: &str| match parse_head(head.as_bytes(), 8192) {
+            Err(HttpError::BadRequest(why)) => why,
+            other => panic!("{head:?}: {other:?}"),
+        };
+        for cl in [
+            "+5",
+            "-5",
+            "5 5",
+            "0x5",
+            "5,5",
+            "",
+            " 5a",
+            "99999999999999999999999",
+        ] {
+            let head = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {cl}\r\n\r\n");
+            assert_eq!(bad(&head), "invalid Content-Length", "{cl:?}");
+        }
+        // Surrounding whitespace is the field's, not the value's (RFC 9110 §5.5).
+        let (r, _) = parse_head(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:  7 \r\n\r\n",
+            8192,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.content_length, Some(7));
+        // Identical duplicates are one length; differing ones are refused.
+        let (r, _) = parse_head(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            8192,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.content_length, Some(3));
+        assert!(bad(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .contains("Transfer-Encoding"));
+        assert_eq!(bad("GET / HTTP/1.1\r\n\r\n"), "missing Host header");
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            "more than one Host header"
+        );
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n"),
+            "more than one Authorization header"
+        );
+        // HTTP/1.0 has no Host requirement.
+        assert!(parse_head(b"GET / HTTP/1.0\r\n\r\n", 8192)
             .unwrap()
-            .unwrap();
+            .is_some());
+        assert_eq!(
+            parse_head(
+                b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n",
+                8192
+            )
+            .unwrap_err(),
+            HttpError::ExpectationFailed
+        );
+        let (r, _) = parse_head(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n\r\n",
+            8192,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(r.expect_continue);
+    }
+
+    #[test]
+    fn connection_close_and_http10() {
+        let (r, _) = parse_head(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            8192,
+        )
+        .unwrap()
+        .unwrap();
         assert!(!r.keep_alive);
         let (r, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n", 8192)
             .unwrap()

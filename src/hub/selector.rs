@@ -1,16 +1,30 @@
 //! Topic selectors (Mercure §"Topic Selectors"): the one place that decides whether a topic
 //! matches what a subscriber asked for, or what a token allows.
 //!
-//! A selector is `*`, a URI Template (RFC 6570), or any other string compared exactly. A
-//! template is compiled once into a regular expression (the `regex` crate: finite automata,
-//! so matching is linear in the topic's length) behind a cheap literal-prefix check. The
+//! A selector is `*`, a URI Template (RFC 6570), or any other string compared exactly. The
 //! shard compiles each distinct selector once per core and shares it between the
 //! subscribers that use it.
+//!
+//! ## Templates: a linear automaton of our own
+//!
+//! A template compiles into a small program for a Thompson NFA that runs over the topic in
+//! lockstep (a "Pike VM" without captures): compiling is one pass over the text, and the
+//! program has a few instructions per character of the template (at most
+//! [`Template::MAX_INSTS_PER_BYTE`]), so a selector's memory is linear in its length with a
+//! small constant. Matching keeps at most one thread per instruction, so it is linear in
+//! the topic's length times the program's length, with no backtracking.
+//!
+//! Why not the `regex` crate (which this module used before): a prefix modifier `{v:N}`
+//! becomes a counted repetition, and finite automata expand those into `N` copies. Eight
+//! bytes of `{v:9999}` cost 28 ms and 7 MB to compile; even a plain template held ~19 KB.
+//! Here a prefix modifier is one counter: a thread carries how many value units it has
+//! consumed, and of two threads at the same instruction only the one with the smaller count
+//! is kept (a bound that is only an upper bound cannot prefer the larger), so the count
+//! costs no extra threads.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
-
-use regex::Regex;
 
 /// A compiled topic selector.
 #[derive(Clone)]
@@ -26,10 +40,81 @@ pub enum Selector {
 /// A compiled URI Template.
 pub struct Template {
     raw: Box<str>,
-    /// Text before the first expression: a topic not starting with it cannot match.
-    prefix: Box<str>,
-    regex: Regex,
+    /// Length of the text before the first expression: a topic not starting with it cannot
+    /// match, and the program starts after it.
+    prefix: usize,
+    /// Length of the text after the last expression: a topic not ending with it cannot
+    /// match either.
+    suffix: usize,
+    prog: Box<[Inst]>,
 }
+
+/// One instruction of a template's program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inst {
+    /// Consume this byte.
+    Byte(u8),
+    /// Consume one byte of the classes in this mask (see [`CLASSES`]).
+    Class(u8),
+    /// Continue both at the next instruction and at this one.
+    Split(u32),
+    /// Continue at this instruction.
+    Jmp(u32),
+    /// Start counting value units from zero.
+    Reset,
+    /// One more value unit; a thread past this many dies (a prefix modifier's bound).
+    Count(u16),
+    /// The template matched, if the topic ends here.
+    Match,
+}
+
+/// Character classes, as bits of [`CLASSES`].
+const UNRESERVED: u8 = 1;
+const RESERVED: u8 = 2;
+const HEX: u8 = 4;
+const COMMA: u8 = 8;
+
+/// The classes of every byte (RFC 3986 unreserved and reserved characters, hex digits).
+static CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+            t[b] |= UNRESERVED;
+        }
+        if matches!(
+            c,
+            b':' | b'/'
+                | b'?'
+                | b'#'
+                | b'['
+                | b']'
+                | b'@'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        ) {
+            t[b] |= RESERVED;
+        }
+        if c.is_ascii_hexdigit() {
+            t[b] |= HEX;
+        }
+        if c == b',' {
+            t[b] |= COMMA;
+        }
+        b += 1;
+    }
+    t
+};
 
 impl Selector {
     /// Compiles a selector as it appears in a `topic` parameter or a JWT claim.
@@ -77,6 +162,15 @@ impl Selector {
             Selector::Template(t) => &t.raw,
         }
     }
+
+    /// Heap bytes this compiled selector holds (what a per-core budget counts).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Selector::Any => 0,
+            Selector::Exact(s) => s.len(),
+            Selector::Template(t) => t.heap_bytes(),
+        }
+    }
 }
 
 impl PartialEq for Selector {
@@ -98,124 +192,355 @@ impl fmt::Debug for Selector {
 }
 
 impl Template {
+    /// Most instructions compiled per byte of template text (a `{v}` of three bytes is the
+    /// densest case); the bound the memory figure in the README rests on.
+    pub const MAX_INSTS_PER_BYTE: usize = 8;
+
     /// Compiles `raw`, or `None` when it is not a valid URI Template (it is then an exact
     /// selector, as the spec says for any other string).
     pub fn compile(raw: &str) -> Option<Template> {
-        let mut pattern = String::with_capacity(raw.len() * 4);
-        pattern.push('^');
+        let mut p = Program::default();
         let mut prefix = None;
+        let mut suffix_start = 0;
         let mut rest = raw;
         while let Some(open) = rest.find('{') {
             let literal = &rest[..open];
             if literal.contains('}') {
                 return None;
             }
-            pattern.push_str(&regex::escape(literal));
-            if prefix.is_none() {
-                prefix = Some(raw[..raw.len() - rest.len() + open].to_owned());
+            let at = raw.len() - rest.len();
+            match prefix {
+                None => prefix = Some(at + open),
+                Some(_) => p.literal(literal),
             }
             let close = rest[open..].find('}')? + open;
-            expression(&rest[open + 1..close], &mut pattern)?;
+            p.expression(&rest[open + 1..close])?;
             rest = &rest[close + 1..];
+            suffix_start = raw.len() - rest.len();
         }
         if rest.contains('}') {
             return None;
         }
-        pattern.push_str(&regex::escape(rest));
-        pattern.push('$');
+        // No expression: not a template.
+        let prefix = prefix?;
+        p.literal(rest);
+        p.push(Inst::Match);
+        // Programs are addressed with u32 and counted from there: absurd sizes are refused
+        // (the request layer bounds selector lengths far below this anyway).
+        if p.insts.len() > u32::MAX as usize / 2 {
+            return None;
+        }
         Some(Template {
             raw: raw.into(),
-            prefix: prefix.unwrap_or_default().into(),
-            regex: Regex::new(&pattern).ok()?,
+            prefix,
+            suffix: raw.len() - suffix_start,
+            prog: p.insts.into_boxed_slice(),
         })
     }
 
     /// Whether `topic` is this template's text or an expansion of it.
     pub fn matches(&self, topic: &str) -> bool {
-        *self.raw == *topic || (topic.starts_with(&*self.prefix) && self.regex.is_match(topic))
+        if *self.raw == *topic {
+            return true;
+        }
+        let (t, raw) = (topic.as_bytes(), self.raw.as_bytes());
+        if t.len() < self.prefix + self.suffix
+            || t[..self.prefix] != raw[..self.prefix]
+            || t[t.len() - self.suffix..] != raw[raw.len() - self.suffix..]
+        {
+            return false;
+        }
+        VM.with(|vm| match vm.try_borrow_mut() {
+            Ok(mut vm) => vm.run(&self.prog, &t[self.prefix..]),
+            // Not reentrant, so never taken; a fresh machine keeps it correct regardless.
+            Err(_) => Vm::default().run(&self.prog, &t[self.prefix..]),
+        })
+    }
+
+    /// Heap bytes held by this template: its text and its program.
+    pub fn heap_bytes(&self) -> usize {
+        self.raw.len() + std::mem::size_of_val(&*self.prog) + std::mem::size_of::<Template>()
     }
 }
 
-/// One unit of a value: an allowed character or a percent-encoded octet.
-const UNRESERVED: &str = r"A-Za-z0-9\-._~";
-const RESERVED: &str = r":/?#\[\]@!$&'()*+,;=";
+/// A program being compiled.
+#[derive(Default)]
+struct Program {
+    insts: Vec<Inst>,
+}
 
-/// Appends the regex for one `{…}` expression (RFC 6570 §3.2), or `None` if it is invalid.
-///
-/// Matching is as strict as the expansion rules allow without knowing the variables'
-/// values: the operator decides the first character, the separator and the characters a
-/// value may contain; named operators (`;`, `?`, `&`) require the variables' names; every
-/// variable may be undefined, so the whole expression may be empty.
-fn expression(expr: &str, out: &mut String) -> Option<()> {
-    let (op, vars) = match expr.chars().next()? {
-        c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&') => (Some(c), &expr[1..]),
-        '=' | ',' | '!' | '@' | '|' => return None, // reserved for future operators
-        _ => (None, expr),
-    };
-    let (first, sep, named, reserved) = match op {
-        None => ("", ",", false, false),
-        Some('+') => ("", ",", false, true),
-        Some('#') => ("#", ",", false, true),
-        Some('.') => (r"\.", r"\.", false, false),
-        Some('/') => ("/", "/", false, false),
-        Some(';') => (";", ";", true, false),
-        Some('?') => (r"\?", "&", true, false),
-        Some(_) => ("&", "&", true, false),
-    };
-    let mut names = Vec::new();
-    let mut explode = false;
-    let mut max_len: Option<usize> = None;
-    for spec in vars.split(',') {
-        let (name, modifier) = match spec.find([':', '*']) {
-            Some(i) => (&spec[..i], &spec[i..]),
-            None => (spec, ""),
-        };
-        let valid_name = !name.is_empty()
-            && name.split('.').all(|p| {
-                !p.is_empty()
-                    && p.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'%')
-            });
-        if !valid_name {
-            return None;
+impl Program {
+    fn pc(&self) -> u32 {
+        self.insts.len() as u32
+    }
+
+    fn push(&mut self, inst: Inst) -> usize {
+        self.insts.push(inst);
+        self.insts.len() - 1
+    }
+
+    /// Points the `Split` or `Jmp` at `at` to the next instruction to be compiled.
+    fn patch(&mut self, at: usize) {
+        let to = self.pc();
+        match &mut self.insts[at] {
+            Inst::Split(x) | Inst::Jmp(x) => *x = to,
+            _ => unreachable!("only jumps are patched"),
         }
-        match modifier {
-            "" => {}
-            "*" => explode = true,
-            m => {
-                let n: usize = m.strip_prefix(':')?.parse().ok()?;
-                if n == 0 || n > 9999 {
-                    return None;
+    }
+
+    fn literal(&mut self, s: &str) {
+        self.insts.extend(s.bytes().map(Inst::Byte));
+    }
+
+    /// One value unit: a character of `class`, or a percent-encoded octet.
+    fn unit(&mut self, class: u8) {
+        let pct = self.push(Inst::Split(0));
+        self.push(Inst::Class(class));
+        let done = self.push(Inst::Jmp(0));
+        self.patch(pct);
+        self.push(Inst::Byte(b'%'));
+        self.push(Inst::Class(HEX));
+        self.push(Inst::Class(HEX));
+        self.patch(done);
+    }
+
+    /// Zero or more units of `class`, at most `max` of them when given.
+    fn units(&mut self, class: u8, max: Option<u16>) {
+        if max.is_some() {
+            self.push(Inst::Reset);
+        }
+        let top = self.pc();
+        let out = self.push(Inst::Split(0));
+        self.unit(class);
+        if let Some(n) = max {
+            self.push(Inst::Count(n));
+        }
+        self.push(Inst::Jmp(top));
+        self.patch(out);
+        if max.is_some() {
+            // Threads outside a bounded value all count zero, so they never differ.
+            self.push(Inst::Reset);
+        }
+    }
+
+    /// One `{…}` expression (RFC 6570 §3.2), or `None` if it is invalid.
+    ///
+    /// Matching is as strict as the expansion rules allow without knowing the variables'
+    /// values: the operator decides the first character, the separator and the characters a
+    /// value may contain; named operators (`;`, `?`, `&`) require the variables' names; every
+    /// variable may be undefined, so the whole expression may be empty.
+    fn expression(&mut self, expr: &str) -> Option<()> {
+        let (op, vars) = match expr.chars().next()? {
+            c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&') => (Some(c), &expr[1..]),
+            '=' | ',' | '!' | '@' | '|' => return None, // reserved for future operators
+            _ => (None, expr),
+        };
+        let (first, sep, named, reserved) = match op {
+            None => (None, b',', false, false),
+            Some('+') => (None, b',', false, true),
+            Some('#') => (Some(b'#'), b',', false, true),
+            Some('.') => (Some(b'.'), b'.', false, false),
+            Some('/') => (Some(b'/'), b'/', false, false),
+            Some(';') => (Some(b';'), b';', true, false),
+            Some('?') => (Some(b'?'), b'&', true, false),
+            Some(_) => (Some(b'&'), b'&', true, false),
+        };
+        let mut names = Vec::new();
+        let mut explode = false;
+        let mut max_len: Option<u16> = None;
+        for spec in vars.split(',') {
+            let (name, modifier) = match spec.find([':', '*']) {
+                Some(i) => (&spec[..i], &spec[i..]),
+                None => (spec, ""),
+            };
+            let valid_name = !name.is_empty()
+                && name.split('.').all(|p| {
+                    !p.is_empty()
+                        && p.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'%')
+                });
+            if !valid_name {
+                return None;
+            }
+            match modifier {
+                "" => {}
+                "*" => explode = true,
+                m => {
+                    // RFC 6570 §2.4.1: max-length = %x31-39 0*3DIGIT, so 1 to 9999.
+                    let digits = m.strip_prefix(':')?;
+                    if digits.is_empty()
+                        || digits.len() > 4
+                        || digits.starts_with('0')
+                        || !digits.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        return None;
+                    }
+                    let n: u16 = digits.parse().ok()?;
+                    max_len = Some(max_len.map_or(n, |m| m.max(n)));
                 }
-                max_len = Some(max_len.map_or(n, |m: usize| m.max(n)));
+            }
+            names.push(name);
+        }
+        let chars = if reserved {
+            UNRESERVED | RESERVED
+        } else {
+            UNRESERVED
+        };
+        // Lists join their items with ',' (or the separator when exploded); a prefix
+        // modifier applies to strings only, so it bounds values that are not exploded.
+        let (value_class, bound) = match (max_len, explode) {
+            (Some(n), false) => (chars, Some(n)),
+            _ => (chars | COMMA, None),
+        };
+
+        // (first var (sep var)*)?
+        let skip = self.push(Inst::Split(0));
+        if let Some(f) = first {
+            self.push(Inst::Byte(f));
+        }
+        let var = self.pc();
+        if named {
+            if explode {
+                // Exploded associative arrays use their keys as names: any name then.
+                self.unit(chars);
+                self.units(chars, None);
+            } else {
+                let mut ends = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    let next = (i + 1 < names.len()).then(|| self.push(Inst::Split(0)));
+                    self.literal(name);
+                    if let Some(next) = next {
+                        ends.push(self.push(Inst::Jmp(0)));
+                        self.patch(next);
+                    }
+                }
+                for end in ends {
+                    self.patch(end);
+                }
+            }
+            // (= value)?
+            let no_value = self.push(Inst::Split(0));
+            self.push(Inst::Byte(b'='));
+            self.units(value_class, bound);
+            self.patch(no_value);
+        } else {
+            self.units(value_class, bound);
+        }
+        let done = self.push(Inst::Split(0));
+        self.push(Inst::Byte(sep));
+        self.push(Inst::Jmp(var));
+        self.patch(done);
+        self.patch(skip);
+        Some(())
+    }
+}
+
+thread_local! {
+    /// Each core's matching machine, reused by every match on that core.
+    static VM: RefCell<Vm> = RefCell::new(Vm::default());
+}
+
+/// The lockstep matcher: the threads alive before and after the current byte.
+#[derive(Default)]
+struct Vm {
+    now: Threads,
+    next: Threads,
+    /// Work list of the closure over non-consuming instructions (no recursion: a long run of
+    /// optional expressions must not grow the call stack).
+    stack: Vec<(u32, u16)>,
+}
+
+/// A sparse set of instructions, each with the smallest unit count a thread reached it with.
+#[derive(Default)]
+struct Threads {
+    dense: Vec<u32>,
+    sparse: Vec<u32>,
+    count: Vec<u16>,
+}
+
+impl Threads {
+    fn reset(&mut self, len: usize) {
+        self.dense.clear();
+        if self.sparse.len() < len {
+            self.sparse.resize(len, 0);
+            self.count.resize(len, 0);
+        }
+    }
+
+    /// Adds the thread, or lowers the count of the one there. Returns whether that changed
+    /// anything (then its closure has to be followed again).
+    #[inline]
+    fn add(&mut self, pc: u32, count: u16) -> bool {
+        let i = self.sparse[pc as usize] as usize;
+        if i < self.dense.len() && self.dense[i] == pc {
+            if self.count[pc as usize] <= count {
+                return false;
+            }
+        } else {
+            self.sparse[pc as usize] = self.dense.len() as u32;
+            self.dense.push(pc);
+        }
+        self.count[pc as usize] = count;
+        true
+    }
+
+    fn contains(&self, pc: u32) -> bool {
+        let i = self.sparse[pc as usize] as usize;
+        i < self.dense.len() && self.dense[i] == pc
+    }
+}
+
+impl Vm {
+    fn run(&mut self, prog: &[Inst], input: &[u8]) -> bool {
+        self.now.reset(prog.len());
+        self.next.reset(prog.len());
+        follow(prog, &mut self.now, &mut self.stack, 0, 0);
+        for &b in input {
+            self.next.dense.clear();
+            let class = CLASSES[b as usize];
+            for i in 0..self.now.dense.len() {
+                let pc = self.now.dense[i];
+                let takes = match prog[pc as usize] {
+                    Inst::Byte(x) => x == b,
+                    Inst::Class(mask) => class & mask != 0,
+                    _ => false,
+                };
+                if takes {
+                    let count = self.now.count[pc as usize];
+                    follow(prog, &mut self.next, &mut self.stack, pc + 1, count);
+                }
+            }
+            std::mem::swap(&mut self.now, &mut self.next);
+            if self.now.dense.is_empty() {
+                return false;
             }
         }
-        names.push(regex::escape(name));
+        self.now.contains(prog.len() as u32 - 1)
     }
-    let chars = if reserved {
-        format!("[{UNRESERVED}{RESERVED}]|%[0-9A-Fa-f]{{2}}")
-    } else {
-        format!("[{UNRESERVED}]|%[0-9A-Fa-f]{{2}}")
-    };
-    // Lists join their items with ',' (or the separator when exploded).
-    let item = format!("(?:{chars}|,)");
-    let value = match (max_len, explode) {
-        (Some(n), false) => format!("(?:{chars}){{0,{n}}}"),
-        _ => format!("{item}*"),
-    };
-    let var = if named {
-        // Exploded associative arrays use their keys as names: any name then.
-        let name = if explode {
-            format!("(?:{chars})+")
-        } else {
-            format!("(?:{})", names.join("|"))
-        };
-        format!("{name}(?:={value})?")
-    } else {
-        value
-    };
-    out.push_str(&format!("(?:{first}{var}(?:{sep}{var})*)?"));
-    Some(())
+}
+
+/// Adds the thread at `pc` and everything it reaches without consuming a byte.
+fn follow(prog: &[Inst], set: &mut Threads, stack: &mut Vec<(u32, u16)>, pc: u32, count: u16) {
+    stack.push((pc, count));
+    while let Some((pc, count)) = stack.pop() {
+        if !set.add(pc, count) {
+            continue;
+        }
+        match prog[pc as usize] {
+            Inst::Split(x) => {
+                stack.push((x, count));
+                stack.push((pc + 1, count));
+            }
+            Inst::Jmp(x) => stack.push((x, count)),
+            Inst::Reset => stack.push((pc + 1, 0)),
+            Inst::Count(max) => {
+                if count < max {
+                    stack.push((pc + 1, count + 1));
+                }
+            }
+            Inst::Byte(_) | Inst::Class(_) | Inst::Match => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +612,54 @@ mod tests {
             assert_eq!(s.exact(), Some(raw), "{raw}");
             assert!(s.matches(raw));
         }
+    }
+
+    #[test]
+    fn prefix_modifiers_bound_the_value_in_units() {
+        assert!(m("https://x/{v:3}", "https://x/abc"));
+        assert!(m("https://x/{v:3}", "https://x/"));
+        assert!(!m("https://x/{v:3}", "https://x/abcd"));
+        // A percent-encoded octet is one unit; a comma separates values, each bounded.
+        assert!(m("https://x/{v:3}", "https://x/a%20b"));
+        assert!(m("https://x/{v:3}", "https://x/abc,def"));
+        assert!(!m("https://x/{v:3}", "https://x/abcd,e"));
+        // Both splits have to be tried: "xy" is only "x" + "y".
+        assert!(m("{a:1}{b:1}", "xy"));
+        assert!(!m("{a:1}{b:1}", "xyz"));
+        assert!(m("https://x/{a:2}-{b}/{c:1}", "https://x/ab-cd-ef/g"));
+        assert!(!m("https://x/{a:2}-{b}/{c:1}", "https://x/abc-d/g"));
+        // Named operators bound the value, not the name.
+        assert!(m("https://x/m{;v:2}", "https://x/m;v=ab"));
+        assert!(!m("https://x/m{;v:2}", "https://x/m;v=abc"));
+        // RFC 6570 §2.4.1: 1 to 9999, digits only.
+        for bad in ["{v:0}", "{v:10000}", "{v:+5}", "{v:05}", "{v:}", "{v:3*}"] {
+            assert_eq!(Selector::parse(bad).exact(), Some(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_largest_prefix_modifier_is_one_counter() {
+        let s = Selector::parse("https://x/{v:9999}");
+        assert!(s.heap_bytes() < 512, "{} bytes", s.heap_bytes());
+        let value = "a".repeat(9999);
+        assert!(s.matches(&format!("https://x/{value}")));
+        assert!(!s.matches(&format!("https://x/{value}a")));
+    }
+
+    #[test]
+    fn programs_are_linear_in_the_text() {
+        let many: String = (0..700).map(|i| format!("{{v{i}:9}}")).collect();
+        for raw in [many.as_str(), "{+a}", "{;a,b,c}", "https://x/{?q*}{&r}"] {
+            let t = Template::compile(raw).unwrap();
+            assert!(
+                t.prog.len() <= Template::MAX_INSTS_PER_BYTE * raw.len() + 1,
+                "{raw}: {} instructions",
+                t.prog.len()
+            );
+        }
+        let s = Selector::parse(&many);
+        assert!(s.matches("abcdefghi"));
+        assert!(!s.matches(&"a!".repeat(50)));
     }
 
     #[test]

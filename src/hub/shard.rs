@@ -147,6 +147,10 @@ pub struct Departed {
     pub flushed: u64,
 }
 
+/// A subscription's new templates would pass the core's `max_template_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget;
+
 /// Counts returned by a fan-out.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FanOut {
@@ -165,6 +169,11 @@ pub struct Shard {
     /// selector per distinct text, shared by all the subscribers that use it, dropped with
     /// its last subscriber.
     patterns: FastMap<Box<str>, (Selector, IdSet)>,
+    /// Heap bytes of the compiled selectors in `patterns`, and the most they may hold: an
+    /// anonymous client must not be able to make a core compile and keep (and test on every
+    /// event) an unbounded amount of templates.
+    template_bytes: usize,
+    template_budget: usize,
     /// Deadlines: (when in ms since the epoch, id, serial, what), soonest first.
     deadlines: BinaryHeap<Reverse<(u64, usize, u64, Deadline)>>,
     max_queued_bytes: usize,
@@ -195,6 +204,8 @@ impl Shard {
             subs: Slab::new(),
             exact: FastMap::default(),
             patterns: FastMap::default(),
+            template_bytes: 0,
+            template_budget: usize::MAX,
             deadlines: BinaryHeap::new(),
             max_queued_bytes,
             scratch: Vec::new(),
@@ -218,12 +229,45 @@ impl Shard {
         self.subs.is_empty()
     }
 
+    /// Bounds the memory of the compiled templates this shard keeps (see
+    /// [`Shard::compile`]); unbounded by default.
+    #[must_use]
+    pub fn template_budget(mut self, bytes: usize) -> Shard {
+        self.template_budget = bytes;
+        self
+    }
+
+    /// Heap bytes held by the compiled templates of this core.
+    pub fn template_bytes(&self) -> usize {
+        self.template_bytes
+    }
+
     /// Compiles a selector, or reuses this core's compiled copy of the same text.
     pub fn intern(&self, raw: &str) -> Selector {
         match self.patterns.get(raw) {
             Some((sel, _)) => sel.clone(),
             None => Selector::parse(raw),
         }
+    }
+
+    /// Compiles a subscription's selectors ([`Shard::intern`] each), or refuses them when
+    /// the templates among them that this core does not have yet would pass its budget.
+    pub fn compile(&self, raws: &[String]) -> Result<Vec<Selector>, OverBudget> {
+        let mut new_bytes = 0;
+        let selectors: Vec<Selector> = raws
+            .iter()
+            .map(|raw| {
+                let sel = self.intern(raw);
+                if sel.exact().is_none() && !self.patterns.contains_key(raw.as_str()) {
+                    new_bytes += sel.heap_bytes();
+                }
+                sel
+            })
+            .collect();
+        if new_bytes > 0 && self.template_bytes + new_bytes > self.template_budget {
+            return Err(OverBudget);
+        }
+        Ok(selectors)
     }
 
     /// Registers a subscriber and indexes it for live events after `seq` (the newest event
@@ -265,9 +309,13 @@ impl Shard {
                     self.exact.entry(topic.into()).or_default().insert(id);
                 }
                 None => {
+                    let bytes = &mut self.template_bytes;
                     self.patterns
                         .entry(sel.as_str().into())
-                        .or_insert_with(|| (sel.clone(), IdSet::default()))
+                        .or_insert_with(|| {
+                            *bytes += sel.heap_bytes();
+                            (sel.clone(), IdSet::default())
+                        })
                         .1
                         .insert(id);
                 }
@@ -293,6 +341,7 @@ impl Shard {
                         set.swap_remove(&id);
                         if set.is_empty() {
                             self.patterns.remove(sel.as_str());
+                            self.template_bytes -= sel.heap_bytes();
                         }
                     }
                 }
@@ -376,6 +425,12 @@ impl Shard {
         sub.state = State::Dropped(reason);
         sub.queue = VecDeque::new();
         sub.queued_bytes = 0;
+        if reason == DropReason::SlowConsumer {
+            // What it did not read is lost anyway (it resumes from history): reset, so the
+            // kernel frees its send buffer now rather than keep an orphan socket full of
+            // bytes that crowds out the readers that do read.
+            sys::abort_on_close(sub.fd);
+        }
         sys::shutdown_both(sub.fd);
         if let Some(w) = sub.waker.take() {
             w.wake();

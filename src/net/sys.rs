@@ -1,5 +1,6 @@
 //! The one module that talks to the socket layer below glommio: listener sockets with
-//! SO_REUSEPORT and a chosen backlog, `shutdown(2)` on a subscriber's raw fd, and the
+//! SO_REUSEPORT and a chosen backlog, `shutdown(2)` and socket options on a subscriber's raw
+//! fd (abortive close, send buffer cap), and the
 //! flusher's non-blocking sends (one `send(2)` each, or a batch on an io_uring).
 #![allow(unsafe_code)]
 
@@ -63,6 +64,34 @@ pub fn shutdown_both(fd: RawFd) {
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
     }
+}
+
+/// Sets `SO_LINGER` to zero seconds: when the socket is closed, the kernel resets the
+/// connection and frees what it still holds for it at once, instead of keeping an orphan
+/// socket with its unsent bytes until the peer acknowledges them (it never will, for a
+/// reader that stopped reading). For subscribers the gateway gives up on.
+pub fn abort_on_close(fd: RawFd) {
+    with_socket(fd, |s| s.set_linger(Some(Duration::ZERO)));
+}
+
+/// Caps the socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the value for its
+/// bookkeeping and stops autotuning it). 0 leaves the kernel's autotuning on.
+pub fn set_send_buffer(fd: RawFd, bytes: usize) {
+    if bytes > 0 {
+        with_socket(fd, |s| s.set_send_buffer_size(bytes));
+    }
+}
+
+/// Runs a socket option call on a connected socket's fd; failures (the peer already gone)
+/// are ignored: the next write finds out.
+fn with_socket(fd: RawFd, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>) {
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: the caller holds the fd of a live stream on this thread (see `shutdown_both`),
+    // so it stays open for this call; `SockRef` only borrows it and never closes it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = f(&socket2::SockRef::from(&borrowed));
 }
 
 /// One non-blocking `send(2)` on a connected socket: the subscriber flusher's fast path.

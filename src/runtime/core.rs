@@ -664,7 +664,9 @@ pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Rece
     let core = Rc::new(Core {
         index,
         workers: boot.workers,
-        shard: RefCell::new(Shard::new(cfg.max_queued_bytes)),
+        shard: RefCell::new(
+            Shard::new(cfg.max_queued_bytes).template_budget(cfg.max_template_bytes),
+        ),
         history: RefCell::new(History::new(cfg.history_size, cfg.history_max_age)),
         publisher_auth,
         subscriber_auth,

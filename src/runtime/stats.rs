@@ -5,8 +5,9 @@ use std::cell::Cell;
 use std::time::Instant;
 
 /// Statuses counted one by one (anything else goes to the last slot).
-pub const COUNTED_STATUSES: [u16; 12] =
-    [400, 401, 403, 404, 405, 411, 413, 414, 415, 431, 503, 505];
+pub const COUNTED_STATUSES: [u16; 13] = [
+    400, 401, 403, 404, 405, 411, 413, 414, 415, 417, 431, 503, 505,
+];
 
 /// Upper bounds (seconds) of the publish→write latency histogram's buckets (`+Inf` follows).
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -102,6 +103,8 @@ pub struct Stats {
     pub slow_consumers: Cell<u64>,
     /// Subscribers dropped because a write stalled for `write_timeout`.
     pub write_timeouts: Cell<u64>,
+    /// Subscriptions refused because their new templates would pass `max_template_bytes`.
+    pub template_budget_refusals: Cell<u64>,
     /// Subscribers closed because their token's `exp` passed.
     pub tokens_expired: Cell<u64>,
     /// Subscriber streams ended by `max_stream_duration`.
@@ -183,6 +186,7 @@ impl Stats {
             replayed: self.replayed.get(),
             slow_consumers: self.slow_consumers.get(),
             write_timeouts: self.write_timeouts.get(),
+            template_budget_refusals: self.template_budget_refusals.get(),
             tokens_expired: self.tokens_expired.get(),
             lifetimes_ended: self.lifetimes_ended.get(),
             heartbeats: self.heartbeats.get(),
@@ -217,6 +221,7 @@ pub struct Snapshot {
     pub replayed: u64,
     pub slow_consumers: u64,
     pub write_timeouts: u64,
+    pub template_budget_refusals: u64,
     pub tokens_expired: u64,
     pub lifetimes_ended: u64,
     pub heartbeats: u64,
