@@ -77,7 +77,7 @@ fn bench_selector(c: &mut Criterion) {
             "https://example.com/authors/1",
             false,
         ),
-        // Passes the prefix, fails in the regex.
+        // Passes the prefix, fails in the template's program.
         (
             "template_miss_regex",
             &template,
@@ -91,6 +91,31 @@ fn bench_selector(c: &mut Criterion) {
             b.iter(|| black_box(sel).matches(black_box(topic)))
         });
     }
+    // The worst a subscriber can make a core test per event: no literal prefix or suffix to
+    // reject on, and every expression optional, so all of them are alive at the first byte.
+    // As many as fit in the default max_selector_bytes (1,024).
+    let mut hostile_text = String::new();
+    for i in 0.. {
+        let next = format!("{{v{i}:9}}");
+        if hostile_text.len() + next.len() > 1024 {
+            break;
+        }
+        hostile_text.push_str(&next);
+    }
+    let hostile = Selector::parse(&hostile_text);
+    assert!(matches!(hostile, Selector::Template(_)));
+    assert!(!hostile.matches(TOPIC));
+    g.bench_function("template_hostile_1KiB", |b| {
+        b.iter(|| black_box(&hostile).matches(black_box(TOPIC)))
+    });
+    // Topic of value characters only: the hostile template runs its whole length.
+    let word = "abcdefghijklmnopqrstuvwxyz0123456789";
+    g.bench_function("template_hostile_1KiB_36B_word", |b| {
+        b.iter(|| black_box(&hostile).matches(black_box(word)))
+    });
+    g.bench_function("template_compile_1KiB", |b| {
+        b.iter(|| Selector::parse(black_box(&hostile_text)))
+    });
     g.finish();
 }
 

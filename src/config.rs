@@ -187,7 +187,7 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             max_topics: 64,
             max_selector_bytes: 1024,
-            max_template_bytes: 1 << 20,
+            max_template_bytes: 256 << 10,
             backlog: 4096,
             log_format: LogFormat::Text,
             log_level: "info".to_string(),

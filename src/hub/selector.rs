@@ -47,6 +47,46 @@ pub struct Template {
     /// match either.
     suffix: usize,
     prog: Box<[Inst]>,
+    /// The common shape `prefix{var}suffix` with one unnamed, unbounded expression: its
+    /// language is a run of value units, checked by one scan without the program.
+    run: Option<Run>,
+}
+
+/// The language of one unnamed, unbounded expression: empty, or (after `first`, when the
+/// operator has one) any run of value units of `class`, and `sep` when it is not in it.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    first: Option<u8>,
+    class: u8,
+    sep: u8,
+}
+
+impl Run {
+    /// Whether `s` (the topic between the literal prefix and suffix) is in the language.
+    fn matches(self, s: &[u8]) -> bool {
+        let s = match (self.first, s.split_first()) {
+            (_, None) => return true,
+            (None, _) => s,
+            (Some(f), Some((&b, rest))) if b == f => rest,
+            (Some(_), Some(_)) => return false,
+        };
+        let mut i = 0;
+        while i < s.len() {
+            let b = s[i];
+            if CLASSES[b as usize] & self.class != 0 || b == self.sep {
+                i += 1;
+            } else if b == b'%'
+                && i + 2 < s.len()
+                && CLASSES[s[i + 1] as usize] & HEX != 0
+                && CLASSES[s[i + 2] as usize] & HEX != 0
+            {
+                i += 3;
+            } else {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// One instruction of a template's program.
@@ -202,6 +242,7 @@ impl Template {
         let mut p = Program::default();
         let mut prefix = None;
         let mut suffix_start = 0;
+        let mut runs = Vec::new();
         let mut rest = raw;
         while let Some(open) = rest.find('{') {
             let literal = &rest[..open];
@@ -214,7 +255,7 @@ impl Template {
                 Some(_) => p.literal(literal),
             }
             let close = rest[open..].find('}')? + open;
-            p.expression(&rest[open + 1..close])?;
+            runs.push(p.expression(&rest[open + 1..close])?);
             rest = &rest[close + 1..];
             suffix_start = raw.len() - rest.len();
         }
@@ -230,11 +271,21 @@ impl Template {
         if p.insts.len() > u32::MAX as usize / 2 {
             return None;
         }
+        let run = match runs[..] {
+            [run] => run,
+            _ => None,
+        };
         Some(Template {
             raw: raw.into(),
             prefix,
             suffix: raw.len() - suffix_start,
-            prog: p.insts.into_boxed_slice(),
+            // A run does not need the program (tests keep it, to check the two agree).
+            prog: if run.is_some() && !cfg!(test) {
+                Box::default()
+            } else {
+                p.insts.into_boxed_slice()
+            },
+            run,
         })
     }
 
@@ -250,10 +301,18 @@ impl Template {
         {
             return false;
         }
+        if let Some(run) = self.run {
+            return run.matches(&t[self.prefix..t.len() - self.suffix]);
+        }
+        self.run_program(&t[self.prefix..])
+    }
+
+    /// Runs the program on the topic after the prefix.
+    fn run_program(&self, input: &[u8]) -> bool {
         VM.with(|vm| match vm.try_borrow_mut() {
-            Ok(mut vm) => vm.run(&self.prog, &t[self.prefix..]),
+            Ok(mut vm) => vm.run(&self.prog, input),
             // Not reentrant, so never taken; a fresh machine keeps it correct regardless.
-            Err(_) => Vm::default().run(&self.prog, &t[self.prefix..]),
+            Err(_) => Vm::default().run(&self.prog, input),
         })
     }
 
@@ -323,13 +382,14 @@ impl Program {
         }
     }
 
-    /// One `{…}` expression (RFC 6570 §3.2), or `None` if it is invalid.
+    /// One `{…}` expression (RFC 6570 §3.2), or `None` if it is invalid; with its [`Run`]
+    /// when its language is a plain run of units.
     ///
     /// Matching is as strict as the expansion rules allow without knowing the variables'
     /// values: the operator decides the first character, the separator and the characters a
     /// value may contain; named operators (`;`, `?`, `&`) require the variables' names; every
     /// variable may be undefined, so the whole expression may be empty.
-    fn expression(&mut self, expr: &str) -> Option<()> {
+    fn expression(&mut self, expr: &str) -> Option<Option<Run>> {
         let (op, vars) = match expr.chars().next()? {
             c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&') => (Some(c), &expr[1..]),
             '=' | ',' | '!' | '@' | '|' => return None, // reserved for future operators
@@ -431,7 +491,12 @@ impl Program {
         self.push(Inst::Jmp(var));
         self.patch(done);
         self.patch(skip);
-        Some(())
+        // `(first value (sep value)*)?` with unbounded values is `(first (units | sep)*)?`.
+        Some((!named && bound.is_none()).then_some(Run {
+            first,
+            class: value_class,
+            sep,
+        }))
     }
 }
 
@@ -660,6 +725,44 @@ mod tests {
         let s = Selector::parse(&many);
         assert!(s.matches("abcdefghi"));
         assert!(!s.matches(&"a!".repeat(50)));
+    }
+
+    #[test]
+    fn the_one_expression_scan_agrees_with_the_program() {
+        let templates = [
+            "https://x/{id}",
+            "https://x/{+path}/end",
+            "https://x/p{#frag}",
+            "https://x/f{.ext}",
+            "https://x/u{/a,b}",
+            "{a,b*}",
+            "x{+r*}y",
+        ];
+        let alphabet = [
+            b'a', b'/', b'.', b'#', b',', b'%', b'4', b'F', b'!', b'x', b'y',
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for raw in templates {
+            let t = Template::compile(raw).unwrap();
+            assert!(t.run.is_some(), "{raw}");
+            for _ in 0..3000 {
+                let len = rng.usize(0..8);
+                let middle: Vec<u8> = (0..len)
+                    .map(|_| alphabet[rng.usize(..alphabet.len())])
+                    .collect();
+                let (pre, suf) = (&raw[..t.prefix], &raw[raw.len() - t.suffix..]);
+                let topic = format!("{pre}{}{suf}", String::from_utf8(middle).unwrap());
+                let input = &topic.as_bytes()[t.prefix..];
+                assert_eq!(
+                    t.matches(&topic),
+                    topic == raw || t.run_program(input),
+                    "{raw} vs {topic}"
+                );
+            }
+        }
+        assert!(Template::compile("{a}{b}").unwrap().run.is_none());
+        assert!(Template::compile("x{a:3}").unwrap().run.is_none());
+        assert!(Template::compile("x{;a}").unwrap().run.is_none());
     }
 
     #[test]
