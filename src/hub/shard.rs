@@ -966,6 +966,24 @@ mod private_tests {
     }
 
     #[test]
+    fn the_template_budget_counts_distinct_templates_until_they_are_left() {
+        let one = Selector::parse("https://x/{a}/{b}").heap_bytes();
+        let mut s = Shard::new(1 << 20).template_budget(2 * one + one / 2);
+        let owned = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let a = add(&mut s, &["https://x/{a}/{b}"], None, None);
+        // Shared, exact and `*` selectors cost nothing more.
+        assert!(s
+            .compile(&owned(&["https://x/{a}/{b}", "exact", "*"]))
+            .is_ok());
+        add(&mut s, &["https://y/{a}/{b}"], None, None);
+        assert_eq!(s.template_bytes(), 2 * one);
+        assert_eq!(s.compile(&owned(&["https://z/{a}/{b}"])), Err(OverBudget));
+        s.remove(a);
+        assert_eq!(s.template_bytes(), one);
+        assert!(s.compile(&owned(&["https://z/{a}/{b}"])).is_ok());
+    }
+
+    #[test]
     fn templates_are_compiled_once_per_core() {
         let mut s = Shard::new(1 << 20);
         add(&mut s, &["https://x/{id}"], None, None);
