@@ -53,12 +53,13 @@ pub struct Template {
 }
 
 /// The language of one unnamed, unbounded expression: empty, or (after `first`, when the
-/// operator has one) any run of value units of `class`, and `sep` when it is not in it.
+/// operator has one) any run of value units of `class` and the bytes of `extra` (the
+/// separator, and `=` when a variable is exploded).
 #[derive(Clone, Copy, Debug)]
 struct Run {
     first: Option<u8>,
     class: u8,
-    sep: u8,
+    extra: [u8; 2],
 }
 
 impl Run {
@@ -73,7 +74,7 @@ impl Run {
         let mut i = 0;
         while i < s.len() {
             let b = s[i];
-            if CLASSES[b as usize] & self.class != 0 || b == self.sep {
+            if CLASSES[b as usize] & self.class != 0 || self.extra.contains(&b) {
                 i += 1;
             } else if b == b'%'
                 && i + 2 < s.len()
@@ -106,6 +107,8 @@ enum Inst {
     Count(u16),
     /// The template matched, if the topic ends here.
     Match,
+    /// A thread here dies.
+    Fail,
 }
 
 /// Character classes, as bits of [`CLASSES`].
@@ -113,6 +116,10 @@ const UNRESERVED: u8 = 1;
 const RESERVED: u8 = 2;
 const HEX: u8 = 4;
 const COMMA: u8 = 8;
+/// First hex digit of an octet that starts a UTF-8 character (`0`–`7`, `C`–`F`).
+const LEAD: u8 = 16;
+/// First hex digit of a UTF-8 continuation octet (`8`–`B`).
+const CONT: u8 = 32;
 
 /// The classes of every byte (RFC 3986 unreserved and reserved characters, hex digits).
 static CLASSES: [u8; 256] = {
@@ -147,6 +154,11 @@ static CLASSES: [u8; 256] = {
         }
         if c.is_ascii_hexdigit() {
             t[b] |= HEX;
+            t[b] |= if matches!(c, b'8' | b'9' | b'a' | b'b' | b'A' | b'B') {
+                CONT
+            } else {
+                LEAD
+            };
         }
         if c == b',' {
             t[b] |= COMMA;
@@ -232,9 +244,9 @@ impl fmt::Debug for Selector {
 }
 
 impl Template {
-    /// Most instructions compiled per byte of template text (a `{v}` of three bytes is the
-    /// densest case); the bound the memory figure in the README rests on.
-    pub const MAX_INSTS_PER_BYTE: usize = 8;
+    /// Most instructions compiled per byte of template text (exploded named variables,
+    /// `{;a*,b*}`, are the densest case); the bound the memory figure in the README rests on.
+    pub const MAX_INSTS_PER_BYTE: usize = 12;
 
     /// Compiles `raw`, or `None` when it is not a valid URI Template (it is then an exact
     /// selector, as the spec says for any other string).
@@ -351,32 +363,67 @@ impl Program {
         self.insts.extend(s.bytes().map(Inst::Byte));
     }
 
-    /// One value unit: a character of `class`, or a percent-encoded octet.
-    fn unit(&mut self, class: u8) {
-        let pct = self.push(Inst::Split(0));
-        self.push(Inst::Class(class));
-        let done = self.push(Inst::Jmp(0));
-        self.patch(pct);
-        self.push(Inst::Byte(b'%'));
-        self.push(Inst::Class(HEX));
-        self.push(Inst::Class(HEX));
-        self.patch(done);
+    /// Points the `Split` or `Jmp` at `at` to instruction `to`.
+    fn patch_to(&mut self, at: usize, to: u32) {
+        match &mut self.insts[at] {
+            Inst::Split(x) | Inst::Jmp(x) => *x = to,
+            _ => unreachable!("only jumps are patched"),
+        }
     }
 
-    /// Zero or more units of `class`, at most `max` of them when given.
-    fn units(&mut self, class: u8, max: Option<u16>) {
-        if max.is_some() {
+    /// One value unit: a character of `class`, or a percent-encoded octet. With a bound,
+    /// each character counts once: a single unit, or the `%XX` that starts a UTF-8
+    /// sequence (its continuation octets, `%80`–`%BF`, are part of the same character, as
+    /// RFC 6570 counts a prefix in characters).
+    fn unit(&mut self, class: u8, bound: Option<u16>) {
+        let pct = self.push(Inst::Split(0));
+        self.push(Inst::Class(class));
+        let mut done = Vec::new();
+        match bound {
+            None => {
+                done.push(self.push(Inst::Jmp(0)));
+                self.patch(pct);
+                self.push(Inst::Byte(b'%'));
+                self.push(Inst::Class(HEX));
+                self.push(Inst::Class(HEX));
+            }
+            Some(n) => {
+                self.push(Inst::Count(n));
+                done.push(self.push(Inst::Jmp(0)));
+                self.patch(pct);
+                self.push(Inst::Byte(b'%'));
+                let cont = self.push(Inst::Split(0));
+                self.push(Inst::Class(LEAD));
+                self.push(Inst::Class(HEX));
+                self.push(Inst::Count(n));
+                done.push(self.push(Inst::Jmp(0)));
+                self.patch(cont);
+                self.push(Inst::Class(CONT));
+                self.push(Inst::Class(HEX));
+            }
+        }
+        for d in done {
+            self.patch(d);
+        }
+    }
+
+    /// Zero or more units of `class` or bytes of `extra`; at most `bound` characters.
+    fn units(&mut self, class: u8, extra: &[u8], bound: Option<u16>) {
+        if bound.is_some() {
             self.push(Inst::Reset);
         }
         let top = self.pc();
         let out = self.push(Inst::Split(0));
-        self.unit(class);
-        if let Some(n) = max {
-            self.push(Inst::Count(n));
+        for &b in extra {
+            let next = self.push(Inst::Split(0));
+            self.push(Inst::Byte(b));
+            self.push(Inst::Jmp(top));
+            self.patch(next);
         }
+        self.unit(class, bound);
         self.push(Inst::Jmp(top));
         self.patch(out);
-        if max.is_some() {
+        if bound.is_some() {
             // Threads outside a bounded value all count zero, so they never differ.
             self.push(Inst::Reset);
         }
@@ -387,10 +434,12 @@ impl Program {
     ///
     /// Matching is as strict as the expansion rules allow without knowing the variables'
     /// values: the operator decides the first character, the separator and the characters a
-    /// value may contain; named operators (`;`, `?`, `&`) require the variables' names; every
-    /// variable may be undefined, so the whole expression may be empty.
+    /// value may contain; the variables come in their order, each one possibly undefined
+    /// (skipped with its separator), so the whole expression may be empty; named operators
+    /// (`;`, `?`, `&`) require each variable's name; a prefix bounds its own variable, in
+    /// characters, and makes it a string (no list commas).
     fn expression(&mut self, expr: &str) -> Option<Option<Run>> {
-        let (op, vars) = match expr.chars().next()? {
+        let (op, list) = match expr.chars().next()? {
             c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&') => (Some(c), &expr[1..]),
             '=' | ',' | '!' | '@' | '|' => return None, // reserved for future operators
             _ => (None, expr),
@@ -405,10 +454,8 @@ impl Program {
             Some('?') => (Some(b'?'), b'&', true, false),
             Some(_) => (Some(b'&'), b'&', true, false),
         };
-        let mut names = Vec::new();
-        let mut explode = false;
-        let mut max_len: Option<u16> = None;
-        for spec in vars.split(',') {
+        let mut vars = Vec::new();
+        for spec in list.split(',') {
             let (name, modifier) = match spec.find([':', '*']) {
                 Some(i) => (&spec[..i], &spec[i..]),
                 None => (spec, ""),
@@ -422,9 +469,17 @@ impl Program {
             if !valid_name {
                 return None;
             }
-            match modifier {
-                "" => {}
-                "*" => explode = true,
+            let var = match modifier {
+                "" => Var {
+                    name,
+                    explode: false,
+                    bound: None,
+                },
+                "*" => Var {
+                    name,
+                    explode: true,
+                    bound: None,
+                },
                 m => {
                     // RFC 6570 §2.4.1: max-length = %x31-39 0*3DIGIT, so 1 to 9999.
                     let digits = m.strip_prefix(':')?;
@@ -435,69 +490,131 @@ impl Program {
                     {
                         return None;
                     }
-                    let n: u16 = digits.parse().ok()?;
-                    max_len = Some(max_len.map_or(n, |m| m.max(n)));
+                    Var {
+                        name,
+                        explode: false,
+                        bound: Some(digits.parse().ok()?),
+                    }
                 }
-            }
-            names.push(name);
+            };
+            vars.push(var);
         }
         let chars = if reserved {
             UNRESERVED | RESERVED
         } else {
             UNRESERVED
         };
-        // Lists join their items with ',' (or the separator when exploded); a prefix
-        // modifier applies to strings only, so it bounds values that are not exploded.
-        let (value_class, bound) = match (max_len, explode) {
-            (Some(n), false) => (chars, Some(n)),
-            _ => (chars | COMMA, None),
-        };
 
-        // (first var (sep var)*)?
+        // Empty (every variable undefined), or `first` and the defined variables joined by
+        // `sep`. Two junctions per variable, one shared body: "none defined yet" enters the
+        // body directly, "some defined" through a separator; the body leaves as "some".
         let skip = self.push(Inst::Split(0));
         if let Some(f) = first {
             self.push(Inst::Byte(f));
         }
-        let var = self.pc();
-        if named {
-            if explode {
-                // Exploded associative arrays use their keys as names: any name then.
-                self.unit(chars);
-                self.units(chars, None);
-            } else {
-                let mut ends = Vec::new();
-                for (i, name) in names.iter().enumerate() {
-                    let next = (i + 1 < names.len()).then(|| self.push(Inst::Split(0)));
-                    self.literal(name);
-                    if let Some(next) = next {
-                        ends.push(self.push(Inst::Jmp(0)));
-                        self.patch(next);
+        let mut to_some = Vec::new(); // (jump, variable index it goes to)
+        let mut none_skip = None;
+        for (i, var) in vars.iter().enumerate() {
+            if let Some(at) = none_skip.take() {
+                self.patch(at);
+            }
+            // None defined yet: skip this one too, or enter its body.
+            none_skip = Some(self.push(Inst::Split(0)));
+            let mut some = 0;
+            if i > 0 {
+                let enter = self.push(Inst::Jmp(0));
+                // Some defined (reached from the previous body or the previous skip).
+                some = self.pc();
+                let some_skip = self.push(Inst::Split(0));
+                to_some.push((some_skip, i + 1));
+                self.push(Inst::Byte(sep));
+                let body = self.pc();
+                self.patch_to(enter, body);
+            }
+            self.variable(var, named, chars, sep);
+            to_some.push((self.push(Inst::Jmp(0)), i + 1));
+            if i > 0 {
+                // The previous variable's jumps to "some defined at i" land here.
+                for (at, to) in to_some.iter_mut() {
+                    if *to == i {
+                        *to = usize::MAX;
+                        let at = *at;
+                        self.patch_to(at, some);
                     }
                 }
-                for end in ends {
-                    self.patch(end);
-                }
             }
-            // (= value)?
-            let no_value = self.push(Inst::Split(0));
-            self.push(Inst::Byte(b'='));
-            self.units(value_class, bound);
-            self.patch(no_value);
-        } else {
-            self.units(value_class, bound);
         }
-        let done = self.push(Inst::Split(0));
-        self.push(Inst::Byte(sep));
-        self.push(Inst::Jmp(var));
-        self.patch(done);
+        // Past the last variable with none defined: `first` alone is no expansion.
+        if let Some(at) = none_skip {
+            self.patch(at);
+        }
+        self.push(Inst::Fail);
+        let end = self.pc();
+        for (at, to) in to_some {
+            if to != usize::MAX {
+                self.patch_to(at, end);
+            }
+        }
         self.patch(skip);
-        // `(first value (sep value)*)?` with unbounded values is `(first (units | sep)*)?`.
-        Some((!named && bound.is_none()).then_some(Run {
+
+        // Unnamed, unbounded variables joined by a separator that is itself a value
+        // character (or absorbed by an exploded one) are one run of units.
+        let exploded = vars.iter().any(|v| v.explode);
+        let sep_is_value = CLASSES[sep as usize] & (chars | COMMA) != 0;
+        let runnable =
+            !named && vars.iter().all(|v| v.bound.is_none()) && (sep_is_value || exploded);
+        Some(runnable.then_some(Run {
             first,
-            class: value_class,
-            sep,
+            class: chars | COMMA,
+            extra: [sep, if exploded { b'=' } else { sep }],
         }))
     }
+
+    /// The body of one defined variable.
+    fn variable(&mut self, var: &Var<'_>, named: bool, chars: u8, sep: u8) {
+        // A string under a prefix has no list commas; lists and pairs do.
+        let value = |bound: Option<u16>| {
+            if bound.is_some() {
+                chars
+            } else {
+                chars | COMMA
+            }
+        };
+        match (named, var.explode) {
+            (false, false) => self.units(value(var.bound), &[], var.bound),
+            // Items (or key=value pairs) joined by the separator.
+            (false, true) => self.units(chars | COMMA, &[sep, b'='], None),
+            (true, false) => {
+                self.literal(var.name);
+                let no_value = self.push(Inst::Split(0));
+                self.push(Inst::Byte(b'='));
+                self.units(value(var.bound), &[], var.bound);
+                self.patch(no_value);
+            }
+            (true, true) => {
+                // name[=value] pairs joined by the separator; an exploded associative array
+                // uses its keys as names, so any name.
+                let pair = self.pc();
+                self.unit(chars, None);
+                self.units(chars, &[], None);
+                let no_value = self.push(Inst::Split(0));
+                self.push(Inst::Byte(b'='));
+                self.units(chars | COMMA, &[], None);
+                self.patch(no_value);
+                let done = self.push(Inst::Split(0));
+                self.push(Inst::Byte(sep));
+                self.push(Inst::Jmp(pair));
+                self.patch(done);
+            }
+        }
+    }
+}
+
+/// One variable of an expression.
+struct Var<'a> {
+    name: &'a str,
+    explode: bool,
+    bound: Option<u16>,
 }
 
 thread_local! {
@@ -603,7 +720,7 @@ fn follow(prog: &[Inst], set: &mut Threads, stack: &mut Vec<(u32, u16)>, pc: u32
                     stack.push((pc + 1, count + 1));
                 }
             }
-            Inst::Byte(_) | Inst::Class(_) | Inst::Match => {}
+            Inst::Byte(_) | Inst::Class(_) | Inst::Match | Inst::Fail => {}
         }
     }
 }
@@ -686,8 +803,20 @@ mod tests {
         assert!(!m("https://x/{v:3}", "https://x/abcd"));
         // A percent-encoded octet is one unit; a comma separates values, each bounded.
         assert!(m("https://x/{v:3}", "https://x/a%20b"));
-        assert!(m("https://x/{v:3}", "https://x/abc,def"));
-        assert!(!m("https://x/{v:3}", "https://x/abcd,e"));
+        assert!(!m("https://x/{v:3}", "https://x/abc,def"));
+        assert!(m("https://x/{v:3,w}", "https://x/abc,def"));
+        assert!(m("https://x/{v:3,w}", "https://x/abcd,e")); // v undefined
+        assert!(!m("https://x/{v:3,w:1}", "https://x/abcd,e"));
+        // A prefix counts characters: "é" is two octets, one character.
+        assert!(m("https://x/{v:1}", "https://x/%C3%A9"));
+        assert!(!m("https://x/{v:1}", "https://x/%C3%A9a"));
+        // Each variable has its own prefix; variables come in order.
+        assert!(m("{t,e:1}", "a1,a"));
+        assert!(!m("{t:2,e:1}", "a1,ab"));
+        assert!(m("x{;a,b}", "x;a=1;b"));
+        assert!(!m("x{;a,b}", "x;b=1;a=2"));
+        assert!(!m("x{/a,b}", "x/1/2/3"));
+        assert!(m("x{/a*,b}", "x/1/2/3"));
         // Both splits have to be tried: "xy" is only "x" + "y".
         assert!(m("{a:1}{b:1}", "xy"));
         assert!(!m("{a:1}{b:1}", "xyz"));
@@ -714,7 +843,19 @@ mod tests {
     #[test]
     fn programs_are_linear_in_the_text() {
         let many: String = (0..700).map(|i| format!("{{v{i}:9}}")).collect();
-        for raw in [many.as_str(), "{+a}", "{;a,b,c}", "https://x/{?q*}{&r}"] {
+        let dense = [
+            "{+a}",
+            "{;a,b,c}",
+            "https://x/{?q*}{&r}",
+            "{;a*,b*,c*,d*}",
+            "{a:1,b:1,c:1}",
+            "{;a:1,b:1}",
+            "{/a,b,c,d}",
+            "{?a,b,c,d,e}",
+            "{a*,b*}",
+            "{#a:9,b*}",
+        ];
+        for raw in std::iter::once(many.as_str()).chain(dense) {
             let t = Template::compile(raw).unwrap();
             assert!(
                 t.prog.len() <= Template::MAX_INSTS_PER_BYTE * raw.len() + 1,
@@ -734,7 +875,7 @@ mod tests {
             "https://x/{+path}/end",
             "https://x/p{#frag}",
             "https://x/f{.ext}",
-            "https://x/u{/a,b}",
+            "https://x/u{/a*,b}",
             "{a,b*}",
             "x{+r*}y",
         ];
@@ -761,6 +902,7 @@ mod tests {
             }
         }
         assert!(Template::compile("{a}{b}").unwrap().run.is_none());
+        assert!(Template::compile("x{/a,b}").unwrap().run.is_none());
         assert!(Template::compile("x{a:3}").unwrap().run.is_none());
         assert!(Template::compile("x{;a}").unwrap().run.is_none());
     }
