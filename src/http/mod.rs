@@ -186,8 +186,9 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
                 connection_close |= token.eq_ignore_ascii_case("close");
                 connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
-        } else if name.eq_ignore_ascii_case("expect") {
-            // RFC 9110 §10.1.1: 100-continue is the only expectation there is.
+        } else if name.eq_ignore_ascii_case("expect") && !http10 {
+            // RFC 9110 §10.1.1: 100-continue is the only expectation there is (and an
+            // HTTP/1.0 request's is ignored).
             if !value()?.eq_ignore_ascii_case("100-continue") {
                 return Err(HttpError::ExpectationFailed);
             }
@@ -319,6 +320,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(r.expect_continue);
+        let (r, _) = parse_head(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(!r.expect_continue);
     }
 
     #[test]
