@@ -514,6 +514,12 @@ impl Program {
         }
         let mut to_some = Vec::new(); // (jump, variable index it goes to)
         let mut none_skip = None;
+        if let [var] = &vars[..] {
+            // One variable (the usual case): no junctions, it is defined or all is empty.
+            self.variable(var, named, chars, sep);
+            self.patch(skip);
+            return Some(self.run(&vars, first, named, chars, sep));
+        }
         for (i, var) in vars.iter().enumerate() {
             if let Some(at) = none_skip.take() {
                 self.patch(at);
@@ -556,18 +562,33 @@ impl Program {
             }
         }
         self.patch(skip);
+        Some(self.run(&vars, first, named, chars, sep))
+    }
 
-        // Unnamed, unbounded variables joined by a separator that is itself a value
-        // character (or absorbed by an exploded one) are one run of units.
+    /// The expression's [`Run`], when its language is one: unnamed, unbounded variables
+    /// joined by a separator that is itself a value character (or absorbed by an exploded
+    /// variable).
+    fn run(
+        &self,
+        vars: &[Var<'_>],
+        first: Option<u8>,
+        named: bool,
+        chars: u8,
+        sep: u8,
+    ) -> Option<Run> {
         let exploded = vars.iter().any(|v| v.explode);
         let sep_is_value = CLASSES[sep as usize] & (chars | COMMA) != 0;
+        let one = vars.len() == 1;
         let runnable =
-            !named && vars.iter().all(|v| v.bound.is_none()) && (sep_is_value || exploded);
-        Some(runnable.then_some(Run {
+            !named && vars.iter().all(|v| v.bound.is_none()) && (sep_is_value || exploded || one);
+        runnable.then_some(Run {
             first,
             class: chars | COMMA,
-            extra: [sep, if exploded { b'=' } else { sep }],
-        }))
+            extra: [
+                if exploded || !one { sep } else { b',' },
+                if exploded { b'=' } else { b',' },
+            ],
+        })
     }
 
     /// The body of one defined variable.
@@ -876,6 +897,8 @@ mod tests {
             "https://x/p{#frag}",
             "https://x/f{.ext}",
             "https://x/u{/a*,b}",
+            "https://x/u{/a}",
+            "x{.a}",
             "{a,b*}",
             "x{+r*}y",
         ];
