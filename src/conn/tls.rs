@@ -1,6 +1,9 @@
 //! ② A TLS connection over a glommio `TcpStream`, driven through rustls' unbuffered API so
 //! that an idle connection owns no I/O buffer.
 //!
+//! The stream is generic over its transport (a `TcpStream` unless named otherwise) only so
+//! that the fuzz target `tests/fuzz` can drive the same code over bytes in memory.
+//!
 //! rustls' buffered `ServerConnection` (what futures-rustls wraps) keeps a receive buffer of
 //! at least 4 KiB from its first read to its end, and an idle subscriber always has a read
 //! pending. Here received bytes are read into, and decrypted from, one scratch buffer per
@@ -41,9 +44,9 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A server-side TLS stream.
-pub struct TlsStream {
-    tcp: TcpStream,
+/// A server-side TLS stream over `S` (a glommio `TcpStream` in the gateway).
+pub struct TlsStream<S = TcpStream> {
+    tcp: S,
     conn: UnbufferedServerConnection,
     /// Received bytes rustls has not consumed yet (a partial record); usually empty.
     incoming: Vec<u8>,
@@ -64,7 +67,10 @@ pub struct TlsStream {
 }
 
 /// Performs the server handshake on `tcp`. The caller bounds it in time.
-pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Box<TlsStream>> {
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: S,
+    config: Arc<ServerConfig>,
+) -> io::Result<Box<TlsStream<S>>> {
     let conn = UnbufferedServerConnection::new(config).map_err(invalid)?;
     let mut tls = Box::new(TlsStream {
         tcp,
@@ -139,7 +145,9 @@ impl TlsStream {
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
+}
 
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.poll_send_queued(cx))?;
@@ -315,7 +323,7 @@ impl TlsStream {
     }
 }
 
-impl AsyncRead for TlsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -350,7 +358,7 @@ impl AsyncRead for TlsStream {
     }
 }
 
-impl AsyncWrite for TlsStream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     /// Encrypts up to `MAX_WRITE` bytes of `buf` and writes the records; those the socket
     /// does not take at once are kept and go out before anything else (on the next write,
     /// flush, read or close).
