@@ -90,8 +90,12 @@ selectors = {
     "star": ("*", ["anything"]),
     "exact": ("https://example.com/books/1", ["https://example.com/books/1"]),
     "invalid": ("https://x/}{a}", ["https://x/}{a}"]),
-    # The regex-based matcher spent ~28 ms and ~7 MB compiling this (fixed in cfe02cb).
+    # Found by the target: the regex matcher before cfe02cb kept 9.6 MB for this; prefixes
+    # counted octets, not characters, and bounded every variable of their expression
+    # (before dba8468).
     "prefix-9999": ("{v:9999}", ["a" * 100]),
+    "prefix-utf8": ("https://x/{v:1}", ["https://x/%C3%A9"]),
+    "prefix-list": ("{t,e:1}", ["a1,a"]),
     "many-prefixes": ("{a:9999}{b:9999}{c:9999}", ["x"]),
     "hostile-topic": ("https://x/{a}{b}{c}{d}{e}/{+f}", ["https://x/" + "a" * 400 + "!"]),
 }
