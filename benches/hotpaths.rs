@@ -116,6 +116,38 @@ fn bench_selector(c: &mut Criterion) {
     g.bench_function("template_compile_1KiB", |b| {
         b.iter(|| Selector::parse(black_box(&hostile_text)))
     });
+    // Shapes that do not merge into one run (a literal value byte between expressions,
+    // alternating operators, named variables), as many as fit in 1 KiB (more than the 16
+    // expressions a subscriber may send: these are the matcher's own limits), against a
+    // word and against the piece's own expansion repeated, so that every expression stays
+    // alive to the end.
+    for (name, one, expansion) in [
+        ("a-", "{a}-", "a-"),
+        ("a/b", "{a}{/b}", "a/a"),
+        ("qa", "{?a}", "?a=a"),
+        ("a9-", "{a:9}-", "a-"),
+    ] {
+        let text = one.repeat(1024 / one.len());
+        let sel = Selector::parse(&text);
+        assert!(matches!(sel, Selector::Template(_)));
+        let topic = expansion.repeat(1024 / one.len());
+        assert!(sel.matches(&topic), "{text} vs {topic}");
+        g.bench_function(format!("template_hostile_{name}_36B_word"), |b| {
+            b.iter(|| black_box(&sel).matches(black_box(word)))
+        });
+        g.bench_function(format!("template_hostile_{name}_expansion"), |b| {
+            b.iter(|| black_box(&sel).matches(black_box(&topic)))
+        });
+    }
+    // The costliest shape a subscriber may send (16 expressions) on an ordinary topic:
+    // `{+a}` takes every URL byte, `{?b}` does not merge with it, so all eight `{+a}` stay
+    // alive to the end.
+    let text = "{+v}".to_owned() + &"{?w}{+v}".repeat(7) + "{?z}";
+    let sel = Selector::parse(&text);
+    assert!(sel.matches(TOPIC));
+    g.bench_function("template_hostile_16_expressions_topic", |b| {
+        b.iter(|| black_box(&sel).matches(black_box(TOPIC)))
+    });
     g.finish();
 }
 

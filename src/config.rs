@@ -103,9 +103,11 @@ pub struct Config {
     /// Longest topic selector in a subscription, in bytes after percent-decoding; longer
     /// gets 400.
     pub max_selector_bytes: usize,
-    /// Memory for compiled URI-template selectors on each core, in bytes (distinct
-    /// templates are compiled once per core and shared). A subscription that needs a new
-    /// template past this gets 503 with `Retry-After`.
+    /// Budget for compiled URI-template selectors on each core, in bytes (distinct
+    /// templates are compiled once per core and shared): each counts its memory plus 64 B
+    /// per matching thread it may need, so the budget bounds both the memory and the work
+    /// of testing every event against them. A subscription that needs a new template past
+    /// this gets 503 with `Retry-After`.
     pub max_template_bytes: usize,
     /// Listen backlog of each core's listener.
     pub backlog: u32,

@@ -70,6 +70,9 @@ fn parse_subscription(core: &Core, req: &Request) -> Result<Subscription, HttpEr
                         "\"topic\" selector longer than {max_selector} bytes"
                     )));
                 }
+                if let Some(why) = Selector::refusal(&value) {
+                    return Err(HttpError::BadParam(format!("\"topic\" selector {why}")));
+                }
                 if topics.len() == max_topics {
                     return Err(HttpError::BadParam(format!(
                         "too many \"topic\" parameters (at most {max_topics})"

@@ -47,6 +47,9 @@ pub struct Template {
     /// match either.
     suffix: usize,
     prog: Box<[Inst]>,
+    /// Instructions of the program that consume a byte: the most threads a match keeps,
+    /// so what testing one topic byte can cost (0 for a run).
+    width: u32,
     /// The common shape `prefix{var}suffix` with one unnamed, unbounded expression: its
     /// language is a run of value units, checked by one scan without the program.
     run: Option<Run>,
@@ -54,12 +57,19 @@ pub struct Template {
 
 /// The language of one unnamed, unbounded expression: empty, or (after `first`, when the
 /// operator has one) any run of value units of `class` and the bytes of `extra` (the
-/// separator, and `=` when a variable is exploded).
-#[derive(Clone, Copy, Debug)]
+/// separator, and `=` when a variable is exploded). Adjacent runs merge (see
+/// [`Run::then`]); `{/a}{/b}` becomes up to `times` segments, each `first` and a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Run {
     first: Option<u8>,
     class: u8,
     extra: [u8; 2],
+    /// Most `first`-led segments (1 unless merged; more only when `first` is not itself a
+    /// value byte, so that it marks where a segment starts).
+    times: u16,
+    /// A prefix modifier's bound, in characters (one variable, no `first`, or merged from
+    /// such). Bounded runs are matched by the program, never by [`Run::matches`].
+    bound: Option<u16>,
 }
 
 impl Run {
@@ -71,10 +81,11 @@ impl Run {
             (Some(f), Some((&b, rest))) if b == f => rest,
             (Some(_), Some(_)) => return false,
         };
+        let mut segments = 1;
         let mut i = 0;
         while i < s.len() {
             let b = s[i];
-            if CLASSES[b as usize] & self.class != 0 || self.extra.contains(&b) {
+            if self.accepts(b) {
                 i += 1;
             } else if b == b'%'
                 && i + 2 < s.len()
@@ -82,11 +93,82 @@ impl Run {
                 && CLASSES[s[i + 2] as usize] & HEX != 0
             {
                 i += 3;
+            } else if Some(b) == self.first && segments < self.times {
+                segments += 1;
+                i += 1;
             } else {
                 return false;
             }
         }
         true
+    }
+
+    /// Whether `b` is a value byte of the run (any run also takes percent-encoded octets).
+    #[inline]
+    fn accepts(self, b: u8) -> bool {
+        CLASSES[b as usize] & self.class != 0 || self.extra.contains(&b)
+    }
+
+    /// The value bytes, as a 256-bit set.
+    fn bytes(self) -> [u64; 4] {
+        let mut set = [0u64; 4];
+        for (bit, class_set) in CLASS_SETS.iter().enumerate() {
+            if self.class & (1 << bit) != 0 {
+                for (w, c) in set.iter_mut().zip(class_set) {
+                    *w |= c;
+                }
+            }
+        }
+        for b in self.extra {
+            set[b as usize / 64] |= 1 << (b % 64);
+        }
+        set
+    }
+
+    /// Whether every value byte of `self` is one of `other`.
+    fn within(self, other: Run) -> bool {
+        let (a, b) = (self.bytes(), other.bytes());
+        a.iter().zip(&b).all(|(a, b)| a & !b == 0)
+    }
+
+    /// The run whose language is this one followed by `next`, if there is one. Adjacent
+    /// expressions taking the same bytes (`{a}{b}`, `{+a}{b}`, `{/a}{/b}`) would otherwise
+    /// leave the matcher a thread for every way of cutting the topic between them, so
+    /// matching would cost the topic's length times the number of expressions.
+    fn then(self, next: Run) -> Option<Run> {
+        let unbounded = self.bound.is_none();
+        match (self.first, next.first) {
+            // A* B is A* when B's bytes are A's; A B* is B* when A's are B's.
+            (None, None) if unbounded && next.within(self) => Some(self),
+            (None, None) if next.bound.is_none() && self.within(next) => Some(next),
+            // A{0,m} A{0,n} is A{0,m+n} (in characters, as prefixes count).
+            (None, None) => match (self.bound, next.bound) {
+                (Some(m), Some(n)) if self.within(next) && next.within(self) => Some(Run {
+                    bound: Some(m.checked_add(n)?),
+                    ..self
+                }),
+                _ => None,
+            },
+            // A* (ε | f B) is A* when f and B's bytes are A's.
+            (None, Some(f)) if unbounded && self.accepts(f) && next.within(self) => Some(self),
+            (Some(f), Some(g)) if f == g && unbounded => {
+                if self.accepts(f) && next.within(self) {
+                    // (ε | f A*)(ε | f B) is ε | f A*.
+                    Some(self)
+                } else if next.bound.is_none()
+                    && !self.accepts(f)
+                    && self.within(next)
+                    && next.within(self)
+                {
+                    // Segments led by f: at most as many as both together.
+                    let times = self.times.checked_add(next.times)?;
+                    Some(Run { times, ..self })
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
     }
 }
 
@@ -168,7 +250,38 @@ static CLASSES: [u8; 256] = {
     t
 };
 
+/// The bytes of each class bit of [`CLASSES`], as 256-bit sets.
+static CLASS_SETS: [[u64; 4]; 6] = {
+    let mut sets = [[0u64; 4]; 6];
+    let mut b = 0;
+    while b < 256 {
+        let mut bit = 0;
+        while bit < 6 {
+            if CLASSES[b] & (1 << bit) != 0 {
+                sets[bit][b / 64] |= 1 << (b % 64);
+            }
+            bit += 1;
+        }
+        b += 1;
+    }
+    sets
+};
+
+/// Most expressions in a template a subscriber may send (see [`Selector::refusal`]).
+pub const MAX_EXPRESSIONS: usize = 16;
+
 impl Selector {
+    /// Why a subscriber's selector is refused before it is compiled, if it is: a template
+    /// with more than [`MAX_EXPRESSIONS`] expressions. Adjacent expressions that take the
+    /// same bytes merge into one, but others (`{+a}{?b}{+c}{?d}…`) each keep a matching
+    /// thread alive for every byte of a topic; sixteen is more than real templates use and
+    /// keeps that cost small. A topic is an IRI, which has no `{`, so every `{` counts.
+    pub fn refusal(raw: &str) -> Option<String> {
+        let exprs = raw.bytes().filter(|&b| b == b'{').count();
+        (exprs > MAX_EXPRESSIONS)
+            .then(|| format!("has {exprs} template expressions (at most {MAX_EXPRESSIONS})"))
+    }
+
     /// Compiles a selector as it appears in a `topic` parameter or a JWT claim.
     pub fn parse(raw: &str) -> Selector {
         if raw == "*" {
@@ -215,7 +328,7 @@ impl Selector {
         }
     }
 
-    /// Heap bytes this compiled selector holds (what a per-core budget counts).
+    /// Heap bytes this compiled selector holds.
     pub fn heap_bytes(&self) -> usize {
         match self {
             Selector::Any => 0,
@@ -223,6 +336,21 @@ impl Selector {
             Selector::Template(t) => t.heap_bytes(),
         }
     }
+
+    /// What a core's template budget (`max_template_bytes`) counts for this selector: its
+    /// heap bytes, plus [`Selector::BYTES_PER_THREAD`] for each thread its matches may keep
+    /// (the work each event's test of it can cost, per topic byte).
+    pub fn budget_bytes(&self) -> usize {
+        match self {
+            Selector::Template(t) => t.heap_bytes() + Selector::BYTES_PER_THREAD * t.width as usize,
+            _ => self.heap_bytes(),
+        }
+    }
+
+    /// The budget charge per matching thread: sized so that a core whose budget is full of
+    /// the costliest templates a subscriber may send spends about half a millisecond per
+    /// event on a short URL topic (`bench-results/hostile-2026-12-02.md`).
+    pub const BYTES_PER_THREAD: usize = 64;
 }
 
 impl PartialEq for Selector {
@@ -251,10 +379,20 @@ impl Template {
     /// Compiles `raw`, or `None` when it is not a valid URI Template (it is then an exact
     /// selector, as the spec says for any other string).
     pub fn compile(raw: &str) -> Option<Template> {
+        Template::compile_with(raw, true)
+    }
+
+    /// Compiles `raw`; with `merge`, adjacent expressions whose concatenated languages are
+    /// one run (see [`Run::then`]) become that run. Tests compile both ways and compare.
+    fn compile_with(raw: &str, merge: bool) -> Option<Template> {
         let mut p = Program::default();
         let mut prefix = None;
         let mut suffix_start = 0;
-        let mut runs = Vec::new();
+        // Expressions after merging, and the last one when it is a run that ends the
+        // program so far (where it starts, what it is): a candidate to merge with the next.
+        let mut exprs = 0;
+        let mut last_run: Option<(usize, Run)> = None;
+        let mut only_run = None;
         let mut rest = raw;
         while let Some(open) = rest.find('{') {
             let literal = &rest[..open];
@@ -264,10 +402,31 @@ impl Template {
             let at = raw.len() - rest.len();
             match prefix {
                 None => prefix = Some(at + open),
-                Some(_) => p.literal(literal),
+                Some(_) if literal.is_empty() => {}
+                Some(_) => {
+                    p.literal(literal);
+                    last_run = None;
+                }
             }
             let close = rest[open..].find('}')? + open;
-            runs.push(p.expression(&rest[open + 1..close])?);
+            let start = p.insts.len();
+            let run = p.expression(&rest[open + 1..close])?;
+            let merged = match (last_run, run) {
+                (Some((from, a)), Some(b)) if merge => a.then(b).map(|r| (from, r)),
+                _ => None,
+            };
+            last_run = match merged {
+                Some((from, r)) => {
+                    p.insts.truncate(from);
+                    p.emit_run(r);
+                    Some((from, r))
+                }
+                None => {
+                    exprs += 1;
+                    run.map(|r| (start, r))
+                }
+            };
+            only_run = last_run.map(|(_, r)| r);
             rest = &rest[close + 1..];
             suffix_start = raw.len() - rest.len();
         }
@@ -276,18 +435,26 @@ impl Template {
         }
         // No expression: not a template.
         let prefix = prefix?;
-        p.literal(rest);
+        // The text after the last expression is checked as the suffix, so the program
+        // covers only what lies between the prefix and the suffix: a literal after a run
+        // would otherwise keep a thread alive at each of its offsets.
         p.push(Inst::Match);
         // Programs are addressed with u32 and counted from there: absurd sizes are refused
         // (the request layer bounds selector lengths far below this anyway).
         if p.insts.len() > u32::MAX as usize / 2 {
             return None;
         }
-        let run = match runs[..] {
-            [run] => run,
-            _ => None,
+        let run = only_run.filter(|r| exprs == 1 && r.bound.is_none());
+        let width = match run {
+            Some(_) => 0,
+            None => p
+                .insts
+                .iter()
+                .filter(|i| matches!(i, Inst::Byte(_) | Inst::Class(_)))
+                .count() as u32,
         };
         Some(Template {
+            width,
             raw: raw.into(),
             prefix,
             suffix: raw.len() - suffix_start,
@@ -313,13 +480,14 @@ impl Template {
         {
             return false;
         }
-        if let Some(run) = self.run {
-            return run.matches(&t[self.prefix..t.len() - self.suffix]);
+        let middle = &t[self.prefix..t.len() - self.suffix];
+        match self.run {
+            Some(run) => run.matches(middle),
+            None => self.run_program(middle),
         }
-        self.run_program(&t[self.prefix..])
     }
 
-    /// Runs the program on the topic after the prefix.
+    /// Runs the program on the topic between the prefix and the suffix.
     fn run_program(&self, input: &[u8]) -> bool {
         VM.with(|vm| match vm.try_borrow_mut() {
             Ok(mut vm) => vm.run(&self.prog, input),
@@ -404,6 +572,37 @@ impl Program {
         }
         for d in done {
             self.patch(d);
+        }
+    }
+
+    /// The program of a [`Run`] (for runs merged from several expressions).
+    fn emit_run(&mut self, r: Run) {
+        let mut extra = Vec::new();
+        for b in r.extra {
+            if CLASSES[b as usize] & r.class == 0 && !extra.contains(&b) {
+                extra.push(b);
+            }
+        }
+        match (r.first, r.times) {
+            (None, _) => self.units(r.class, &extra, r.bound),
+            (Some(f), 1) => {
+                let skip = self.push(Inst::Split(0));
+                self.push(Inst::Byte(f));
+                self.units(r.class, &extra, r.bound);
+                self.patch(skip);
+            }
+            (Some(f), n) => {
+                // Up to n segments, counted as a prefix modifier counts units.
+                self.push(Inst::Reset);
+                let top = self.pc();
+                let out = self.push(Inst::Split(0));
+                self.push(Inst::Byte(f));
+                self.push(Inst::Count(n));
+                self.units(r.class, &extra, None);
+                self.push(Inst::Jmp(top));
+                self.patch(out);
+                self.push(Inst::Reset);
+            }
         }
     }
 
@@ -579,10 +778,28 @@ impl Program {
         let exploded = vars.iter().any(|v| v.explode);
         let sep_is_value = CLASSES[sep as usize] & (chars | COMMA) != 0;
         let one = vars.len() == 1;
+        if let [Var {
+            bound: Some(n),
+            explode: false,
+            ..
+        }] = vars
+        {
+            // `{v:n}`: at most n characters, no list commas; `a` repeats the class, so
+            // there is no extra byte.
+            return (!named && first.is_none()).then_some(Run {
+                first,
+                times: 1,
+                bound: Some(*n),
+                class: chars,
+                extra: [b'a', b'a'],
+            });
+        }
         let runnable =
             !named && vars.iter().all(|v| v.bound.is_none()) && (sep_is_value || exploded || one);
         runnable.then_some(Run {
             first,
+            times: 1,
+            bound: None,
             class: chars | COMMA,
             extra: [
                 if exploded || !one { sep } else { b',' },
@@ -901,6 +1118,12 @@ mod tests {
             "x{.a}",
             "{a,b*}",
             "x{+r*}y",
+            // Merged into one run.
+            "{a}{b}",
+            "x{a}{+b}{c*}y",
+            "x{/a}{/b}{/c}",
+            "x{#a}{#b}",
+            "x{.a*}{.b}",
         ];
         let alphabet = [
             b'a', b'/', b'.', b'#', b',', b'%', b'4', b'F', b'!', b'x', b'y',
@@ -916,7 +1139,7 @@ mod tests {
                     .collect();
                 let (pre, suf) = (&raw[..t.prefix], &raw[raw.len() - t.suffix..]);
                 let topic = format!("{pre}{}{suf}", String::from_utf8(middle).unwrap());
-                let input = &topic.as_bytes()[t.prefix..];
+                let input = &topic.as_bytes()[t.prefix..topic.len() - t.suffix];
                 assert_eq!(
                     t.matches(&topic),
                     topic == raw || t.run_program(input),
@@ -924,10 +1147,94 @@ mod tests {
                 );
             }
         }
-        assert!(Template::compile("{a}{b}").unwrap().run.is_none());
+        assert!(Template::compile("{a}/{b}").unwrap().run.is_none());
         assert!(Template::compile("x{/a,b}").unwrap().run.is_none());
         assert!(Template::compile("x{a:3}").unwrap().run.is_none());
         assert!(Template::compile("x{;a}").unwrap().run.is_none());
+    }
+
+    /// Random templates from pieces that merge, or nearly: the merged program and the one
+    /// compiled expression by expression accept the same topics.
+    #[test]
+    fn merged_expressions_match_what_they_were_merged_from() {
+        let pieces = [
+            "{a}", "{+a}", "{a*}", "{+a*}", "{/a}", "{/a*}", "{#a}", "{.a}", "{.a*}", "{a,b}",
+            "{/a,b}", "{a:2}", "{a:1}", "{+a:3}", "{/a:2}", "{;a}", "{?a}", "/", ".", "x",
+        ];
+        let alphabet = [
+            b'a', b'/', b'.', b'#', b',', b'=', b'%', b'4', b'F', b'!', b'x', b';', b'?', b'C',
+            b'8',
+        ];
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut merged_some = 0;
+        for _ in 0..2000 {
+            let raw: String = (0..rng.usize(1..6))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            let (Some(merged), Some(plain)) = (
+                Template::compile_with(&raw, true),
+                Template::compile_with(&raw, false),
+            ) else {
+                continue;
+            };
+            merged_some += (merged.prog.len() < plain.prog.len()) as usize;
+            for _ in 0..40 {
+                let topic: String = (0..rng.usize(0..10))
+                    .map(|_| alphabet[rng.usize(..alphabet.len())] as char)
+                    .collect();
+                assert_eq!(
+                    merged.matches(&topic),
+                    plain.matches(&topic),
+                    "{raw} vs {topic:?}"
+                );
+            }
+        }
+        assert!(merged_some > 100, "only {merged_some} templates merged");
+    }
+
+    #[test]
+    fn adjacent_expressions_taking_the_same_bytes_cost_one() {
+        // As many as fit in the default max_selector_bytes: a program no longer than one
+        // expression's, so the threads a match keeps do not grow with the count.
+        for (one, n) in [
+            ("{a}", 336),
+            ("{+a}", 255),
+            ("{/a}", 256),
+            ("{#a}", 255),
+            ("{a:9}", 200),
+        ] {
+            let raw = one.repeat(n);
+            let t = Template::compile(&raw).unwrap();
+            let single = Template::compile_with(one, false).unwrap();
+            assert!(
+                t.prog.len() <= single.prog.len() + 4,
+                "{one}×{n}: {} instructions",
+                t.prog.len()
+            );
+        }
+        assert!(m(&"{/a}".repeat(3), "/x/y/z"));
+        assert!(!m(&"{/a}".repeat(3), "/x/y/z/w"));
+        assert!(m(&"{a}".repeat(3), ""));
+        assert!(m(&"{a:2}".repeat(3), "abcdef"));
+        assert!(!m(&"{a:2}".repeat(3), "abcdefg"));
+        assert!(m(&"{a:1}".repeat(2), "%C3%A9%C3%A9"));
+        assert!(!m(&"{a:1}".repeat(2), "a,b"));
+    }
+
+    #[test]
+    fn the_budget_counts_matching_work() {
+        let plain = Selector::parse("https://example.com/books/{id}");
+        assert_eq!(plain.budget_bytes(), plain.heap_bytes());
+        let two = Selector::parse("https://x/{a}/{b}");
+        let hostile = Selector::parse(&("{+v}".to_owned() + &"{?w}{+v}".repeat(7) + "{?z}"));
+        eprintln!(
+            "budget bytes: plain {}, two expressions {}, 16 hostile expressions {}",
+            plain.budget_bytes(),
+            two.budget_bytes(),
+            hostile.budget_bytes()
+        );
+        assert!(two.budget_bytes() > two.heap_bytes());
+        assert!(hostile.budget_bytes() > 40 * plain.budget_bytes());
     }
 
     #[test]

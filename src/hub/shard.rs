@@ -169,9 +169,10 @@ pub struct Shard {
     /// selector per distinct text, shared by all the subscribers that use it, dropped with
     /// its last subscriber.
     patterns: FastMap<Box<str>, (Selector, IdSet)>,
-    /// Heap bytes of the compiled selectors in `patterns`, and the most they may hold: an
-    /// anonymous client must not be able to make a core compile and keep (and test on every
-    /// event) an unbounded amount of templates.
+    /// Budget bytes of the compiled selectors in `patterns` (memory and matching work, see
+    /// [`Selector::budget_bytes`]), and the most they may count: an anonymous client must not
+    /// be able to make a core compile and keep (and test on every event) an unbounded amount
+    /// of templates.
     template_bytes: usize,
     template_budget: usize,
     /// Deadlines: (when in ms since the epoch, id, serial, what), soonest first.
@@ -237,7 +238,8 @@ impl Shard {
         self
     }
 
-    /// Heap bytes held by the compiled templates of this core.
+    /// What the compiled templates of this core count against its budget (heap bytes and
+    /// matching work, see [`Selector::budget_bytes`]).
     pub fn template_bytes(&self) -> usize {
         self.template_bytes
     }
@@ -259,7 +261,7 @@ impl Shard {
             .map(|raw| {
                 let sel = self.intern(raw);
                 if sel.exact().is_none() && !self.patterns.contains_key(raw.as_str()) {
-                    new_bytes += sel.heap_bytes();
+                    new_bytes += sel.budget_bytes();
                 }
                 sel
             })
@@ -313,7 +315,7 @@ impl Shard {
                     self.patterns
                         .entry(sel.as_str().into())
                         .or_insert_with(|| {
-                            *bytes += sel.heap_bytes();
+                            *bytes += sel.budget_bytes();
                             (sel.clone(), IdSet::default())
                         })
                         .1
@@ -341,7 +343,7 @@ impl Shard {
                         set.swap_remove(&id);
                         if set.is_empty() {
                             self.patterns.remove(sel.as_str());
-                            self.template_bytes -= sel.heap_bytes();
+                            self.template_bytes -= sel.budget_bytes();
                         }
                     }
                 }
@@ -967,7 +969,7 @@ mod private_tests {
 
     #[test]
     fn the_template_budget_counts_distinct_templates_until_they_are_left() {
-        let one = Selector::parse("https://x/{a}/{b}").heap_bytes();
+        let one = Selector::parse("https://x/{a}/{b}").budget_bytes();
         let mut s = Shard::new(1 << 20).template_budget(2 * one + one / 2);
         let owned = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
         let a = add(&mut s, &["https://x/{a}/{b}"], None, None);

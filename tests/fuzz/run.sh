@@ -6,6 +6,7 @@
 #   tests/fuzz/run.sh            # 20 s per target
 #   tests/fuzz/run.sh 600        # longer
 #   FUZZ_TARGETS="selector jwt" tests/fuzz/run.sh 60
+#   FUZZ_RUNS=10000000 tests/fuzz/run.sh 7200   # 10M executions each (or 2 h, if sooner)
 #   FUZZ_TOOLCHAIN=nightly FUZZ_SANITIZER=address tests/fuzz/run.sh   # + ASan, leak checks
 #   FUZZ_TARGET_DIR=~/.cache/ssegate-fuzz tests/fuzz/run.sh   # keep the build between clones
 #
@@ -58,7 +59,7 @@ for t in $targets; do
     echo "== $t: ${secs}s"
     status=0
     "$bin/$t" "$scratch/$t" "$here/corpus/$t" \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
+        -max_total_time="$secs" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
         -print_final_stats=1 -artifact_prefix="$here/artifacts/$t/" \
         >"$scratch/$t.log" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$scratch/$t.log" | tail -n 1)
@@ -74,7 +75,7 @@ for t in $targets; do
 done
 
 echo
-echo "fuzz summary (${secs}s per target, toolchain ${FUZZ_TOOLCHAIN:-default}, sanitizer $sanitizer):"
+echo "fuzz summary (${secs}s${FUZZ_RUNS:+ or $FUZZ_RUNS runs} per target, toolchain ${FUZZ_TOOLCHAIN:-default}, sanitizer $sanitizer):"
 printf '  %s\n' "${summary[@]}"
 if [ ${#failed[@]} -ne 0 ]; then
     echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]}"
