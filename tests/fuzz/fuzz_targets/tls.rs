@@ -106,12 +106,16 @@ impl ServerCertVerifier for AnyCert {
 }
 
 /// Sizes for successive transport calls, cycled: 0 answers Pending once, any other number
-/// is the most bytes the call moves. Empty: every call moves all it can.
+/// is the most bytes the call moves. Empty: every call moves all it can. Pieces grow with
+/// the bytes already moved (at least 1/64 of them): the handshake is cut byte by byte if
+/// the plan says so, a 130 KiB reply in a few hundred pieces rather than 130,000 (which
+/// made an input take 100 ms and the target run at 1,000 inputs a second).
 struct Plan {
     sizes: Vec<u16>,
     next: usize,
     /// The previous call answered Pending: this one goes through, so no input stalls.
     pended: bool,
+    moved: usize,
 }
 
 impl Plan {
@@ -120,6 +124,7 @@ impl Plan {
             sizes,
             next: 0,
             pended: false,
+            moved: 0,
         }
     }
 
@@ -135,7 +140,7 @@ impl Plan {
             return None;
         }
         self.pended = false;
-        Some(size.max(1) as usize)
+        Some((size as usize).max(1).max(self.moved / 64))
     }
 }
 
@@ -191,6 +196,7 @@ impl AsyncRead for Transport {
             return Poll::Pending;
         };
         let n = available.min(max).min(buf.len());
+        p.reads.moved += n;
         let at = p.read_pos;
         buf[..n].copy_from_slice(&p.to_server[at..at + n]);
         p.read_pos += n;
@@ -213,6 +219,7 @@ impl AsyncWrite for Transport {
             return Poll::Pending;
         };
         let n = buf.len().min(max);
+        p.writes.moved += n;
         p.to_client.extend_from_slice(&buf[..n]);
         Poll::Ready(Ok(n))
     }
