@@ -266,6 +266,17 @@ fn long_and_many_templates_are_bounded_per_request_and_per_core() {
     assert_eq!(refused.status, 400);
     let body = refused.body_text();
     assert!(body.contains("(at most 16)"), "{body}");
+    // A long literal between two expressions: a matching thread per offset.
+    let literal = format!("{{a}}{}{{b}}", "a".repeat(300));
+    let mut refused = server.subscribe(&format!("topic={}", enc(&literal)), &[]);
+    assert_eq!(refused.status, 400);
+    let body = refused.body_text();
+    assert!(body.contains("too complex"), "{body}");
+    let metrics = common::admin_get(&server, "/metrics").body;
+    assert_eq!(
+        common::metric_sum(&metrics, "ssegate_requests_refused_total", "status=\"400\""),
+        3
+    );
     drop(server);
 
     // The costliest templates allowed on ordinary topics: sixteen expressions, alternating

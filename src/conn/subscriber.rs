@@ -27,7 +27,7 @@ use crate::http::{parse_form, Request, MERCURE_PATH};
 use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
-use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next};
+use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next, Refused};
 use crate::hub::subscriptions::{self, SubscriberInfo};
 use crate::net::sys;
 use crate::runtime::stats::CloseReason;
@@ -182,11 +182,21 @@ pub async fn open(
     }
 
     let compiled = core.shard.borrow().compile(&sub.topics);
-    let Ok(selectors) = compiled else {
-        Stats::add(&core.stats.template_budget_refusals, 1);
-        let e = HttpError::Unavailable("template selector budget exhausted on this core");
-        reply_error(core, &mut stream, conn_id, &e, false, cors).await;
-        return Opened::Refused(e.status(), stream);
+    let selectors = match compiled {
+        Ok(selectors) => selectors,
+        Err(refused) => {
+            let e = match refused {
+                Refused::OverBudget => {
+                    Stats::add(&core.stats.template_budget_refusals, 1);
+                    HttpError::Unavailable("template selector budget exhausted on this core")
+                }
+                Refused::TooComplex(why) => {
+                    HttpError::BadParam(format!("\"topic\" selector {why}"))
+                }
+            };
+            reply_error(core, &mut stream, conn_id, &e, false, cors).await;
+            return Opened::Refused(e.status(), stream);
+        }
     };
     // Registration and the replay snapshot happen in one synchronous step: no event can
     // land between them, so the replay and the live stream neither overlap nor leave a gap.

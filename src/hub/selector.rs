@@ -282,6 +282,29 @@ impl Selector {
             .then(|| format!("has {exprs} template expressions (at most {MAX_EXPRESSIONS})"))
     }
 
+    /// Why a compiled selector is refused to a subscriber, if it is: a template whose
+    /// matching may keep more than [`Template::MAX_WIDTH`] threads (long literals between
+    /// expressions, many variables), each of which costs every event's test of it per topic
+    /// byte.
+    pub fn too_complex(&self) -> Option<String> {
+        let width = self.width();
+        (width > Template::MAX_WIDTH).then(|| {
+            format!(
+                "is too complex to match (needs {width} matching threads, at most {})",
+                Template::MAX_WIDTH
+            )
+        })
+    }
+
+    /// The most threads matching a topic against this selector keeps (0 when it needs no
+    /// program): testing a topic costs at most this many steps per byte.
+    pub fn width(&self) -> usize {
+        match self {
+            Selector::Template(t) => t.width as usize,
+            _ => 0,
+        }
+    }
+
     /// Compiles a selector as it appears in a `topic` parameter or a JWT claim.
     pub fn parse(raw: &str) -> Selector {
         if raw == "*" {
@@ -375,6 +398,11 @@ impl Template {
     /// Most instructions compiled per byte of template text (exploded named variables,
     /// `{;a*,b*}`, are the densest case); the bound the memory figure in the README rests on.
     pub const MAX_INSTS_PER_BYTE: usize = 12;
+
+    /// Most matching threads (instructions that consume a byte) a subscriber's template
+    /// may have: what testing one topic byte against it costs at worst. Real templates
+    /// need a few dozen (`https://x/{a}/chapters/{b}{?lang}`: 28).
+    pub const MAX_WIDTH: usize = 256;
 
     /// Compiles `raw`, or `None` when it is not a valid URI Template (it is then an exact
     /// selector, as the spec says for any other string).
@@ -1234,6 +1262,16 @@ mod tests {
             hostile.budget_bytes()
         );
         assert!(two.budget_bytes() > two.heap_bytes());
+        let width = |raw: &str| Selector::parse(raw).width();
+        assert_eq!(width("https://x/{a}/chapters/{b}{?lang}"), 28);
+        assert_eq!(width("https://example.com/books/{id}"), 0);
+        let long_literal = format!("{{a}}{}{{b}}", "a".repeat(300));
+        assert!(Selector::parse(&long_literal).too_complex().is_some());
+        assert!(hostile.too_complex().is_none());
+        eprintln!(
+            "width of 16 hostile expressions: {}",
+            width(hostile.as_str())
+        );
         assert!(hostile.budget_bytes() > 40 * plain.budget_bytes());
     }
 

@@ -147,9 +147,15 @@ pub struct Departed {
     pub flushed: u64,
 }
 
-/// A subscription's new templates would pass the core's `max_template_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OverBudget;
+/// Why a subscription's selectors were not compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Its new templates would pass the core's `max_template_bytes` (503: try later).
+    OverBudget,
+    /// A template would need more matching threads than any subscriber may ask for (400:
+    /// the reason, see [`Selector::too_complex`]).
+    TooComplex(String),
+}
 
 /// Counts returned by a fan-out.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -254,20 +260,21 @@ impl Shard {
 
     /// Compiles a subscription's selectors ([`Shard::intern`] each), or refuses them when
     /// the templates among them that this core does not have yet would pass its budget.
-    pub fn compile(&self, raws: &[String]) -> Result<Vec<Selector>, OverBudget> {
+    pub fn compile(&self, raws: &[String]) -> Result<Vec<Selector>, Refused> {
         let mut new_bytes = 0;
-        let selectors: Vec<Selector> = raws
-            .iter()
-            .map(|raw| {
-                let sel = self.intern(raw);
-                if sel.exact().is_none() && !self.patterns.contains_key(raw.as_str()) {
-                    new_bytes += sel.budget_bytes();
-                }
-                sel
-            })
-            .collect();
+        let mut selectors = Vec::with_capacity(raws.len());
+        for raw in raws {
+            let sel = self.intern(raw);
+            if let Some(why) = sel.too_complex() {
+                return Err(Refused::TooComplex(why));
+            }
+            if sel.exact().is_none() && !self.patterns.contains_key(raw.as_str()) {
+                new_bytes += sel.budget_bytes();
+            }
+            selectors.push(sel);
+        }
         if new_bytes > 0 && self.template_bytes + new_bytes > self.template_budget {
-            return Err(OverBudget);
+            return Err(Refused::OverBudget);
         }
         Ok(selectors)
     }
@@ -979,7 +986,10 @@ mod private_tests {
             .is_ok());
         add(&mut s, &["https://y/{a}/{b}"], None, None);
         assert_eq!(s.template_bytes(), 2 * one);
-        assert_eq!(s.compile(&owned(&["https://z/{a}/{b}"])), Err(OverBudget));
+        assert_eq!(
+            s.compile(&owned(&["https://z/{a}/{b}"])),
+            Err(Refused::OverBudget)
+        );
         s.remove(a);
         assert_eq!(s.template_bytes(), one);
         assert!(s.compile(&owned(&["https://z/{a}/{b}"])).is_ok());
