@@ -120,10 +120,17 @@ fuzz_target!(|data: &[u8]| {
     assert!(!header.contains_key("crit"), "accepted crit");
     let payload: Members =
         serde_json::from_str(&lossy(payload)).expect("accepted a non-object payload");
+    // A member whose JSON holds a number beyond f64 (`5E+901`, valid JSON) in a part the
+    // verifier skips (`{"mercure": {"x": 5E+901, "publish": [...]}}`) cannot be read into a
+    // `Value` here, so there is nothing to compare it with (found by this target; the
+    // verifier is right to accept it).
     let member = |name: &str| -> Option<Value> {
         let raw = payload.get(name)?;
-        Some(serde_json::from_str(raw.get()).expect("a member the verifier read is JSON"))
+        serde_json::from_str(raw.get()).ok()
     };
+    if payload.contains_key("mercure") && member("mercure").is_none() {
+        return;
+    }
     if let Some(exp) = claims.exp {
         assert!(exp >= before, "accepted exp {exp} < now {before}");
     }
