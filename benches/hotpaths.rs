@@ -148,6 +148,9 @@ fn bench_selector(c: &mut Criterion) {
     g.bench_function("template_hostile_16_expressions_topic", |b| {
         b.iter(|| black_box(&sel).matches(black_box(TOPIC)))
     });
+    g.bench_function("template_compile_16_expressions", |b| {
+        b.iter(|| Selector::parse(black_box(&text)))
+    });
     g.finish();
 }
 

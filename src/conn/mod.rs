@@ -473,7 +473,7 @@ async fn linger(mut stream: Box<Stream>) {
         let mut sink = vec![0u8; 4096];
         let mut total = 0;
         loop {
-            let n = stream.read(&mut sink).await?;
+            let n = stream.drain(&mut sink).await?;
             total += n;
             if n == 0 || total >= LINGER_BYTES {
                 return Ok(());

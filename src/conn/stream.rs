@@ -65,6 +65,17 @@ impl Stream {
     pub fn set_write_timeout(&self, d: Duration) {
         let _ = self.tcp().set_write_timeout(Some(d));
     }
+
+    /// After [`AsyncWriteExt::close`](futures_lite::io::AsyncWriteExt::close): reads and
+    /// discards what the client still sends, without decrypting it (see
+    /// [`TlsStream::poll_drain`]). Returns how many bytes went, 0 at end of stream.
+    pub async fn drain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| match &mut self.io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => s.poll_drain(cx, buf),
+        })
+        .await
+    }
 }
 
 impl AsRawFd for Stream {

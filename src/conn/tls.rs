@@ -148,6 +148,26 @@ impl TlsStream {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
+    /// After close: reads what the peer still sends straight from the socket and discards
+    /// it, with what rustls had not consumed or returned yet. A connection that only lingers
+    /// so that the kernel does not reset it has no use for the plaintext, and feeding rustls
+    /// after our close_notify is what a hostile client can turn into a second fatal alert:
+    /// a bad record there trips a debug assertion inside rustls (rustls/rustls#959; found
+    /// by the `tls` fuzz target). Returns how many bytes went, 0 at end of stream.
+    pub fn poll_drain(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let kept = self.incoming.len() + self.plain.len() - self.plain_pos;
+        if kept > 0 {
+            self.incoming = Vec::new();
+            self.plain = Vec::new();
+            self.plain_pos = 0;
+            return Poll::Ready(Ok(kept));
+        }
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.poll_send_queued(cx))?;
@@ -545,6 +565,66 @@ mod tests {
     #[test]
     fn tls12_round_trip_keeps_no_buffers_while_idle() {
         round_trip(&rustls::version::TLS12);
+    }
+
+    /// A client that answers our close_notify with a record that does not decrypt: draining
+    /// (what the gateway does after closing) discards it. Reading it through rustls instead
+    /// panics in debug builds (rustls/rustls#959, found by the `tls` fuzz target).
+    #[test]
+    fn a_bad_record_after_our_close_is_drained() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let config = crate::net::tls::load(
+            format!("{dir}/tls-a-cert.pem").as_ref(),
+            format!("{dir}/tls-a-key.pem").as_ref(),
+        )
+        .unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let peer = std::thread::spawn(move || {
+                    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                    let config = ClientConfig::builder_with_provider(provider)
+                        .with_safe_default_protocol_versions()
+                        .unwrap()
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(AnyCert))
+                        .with_no_client_auth();
+                    let name = ServerName::try_from("localhost").unwrap();
+                    let mut conn = ClientConnection::new(Arc::new(config), name).unwrap();
+                    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+                    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+                    tls.write_all(b"ping").unwrap();
+                    let mut reply = Vec::new();
+                    tls.read_to_end(&mut reply).unwrap();
+                    assert_eq!(reply, b"pong");
+                    // An application-data record of 32 bytes no key made.
+                    let mut bad = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+                    bad.extend_from_slice(&[0x5a; 32]);
+                    sock.write_all(&bad).unwrap();
+                    sock.shutdown(std::net::Shutdown::Write).unwrap();
+                    bad.len()
+                });
+                let tcp = listener.accept().await.unwrap();
+                let mut tls = accept(tcp, config).await.unwrap();
+                let mut req = [0u8; 4];
+                tls.read_exact(&mut req).await.unwrap();
+                tls.write_all(b"pong").await.unwrap();
+                tls.close().await.unwrap();
+                let mut sink = [0u8; 64];
+                let mut drained = 0;
+                loop {
+                    let n = poll_fn(|cx| tls.poll_drain(cx, &mut sink)).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    drained += n;
+                }
+                assert_eq!(drained, peer.join().unwrap());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
