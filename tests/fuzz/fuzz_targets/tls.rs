@@ -538,6 +538,12 @@ impl Client<'_> {
             moved |= !out.is_empty();
             pipe.borrow_mut().to_server.extend_from_slice(&out);
         }
+        if self.sent_last && !pipe.borrow().client_closed {
+            // Its close_notify is out: a client then closes the socket, which is what ends
+            // the server's drain (the gateway's linger also has a time and byte limit).
+            pipe.borrow_mut().client_closed = true;
+            moved = true;
+        }
         moved
     }
 
