@@ -452,6 +452,16 @@ mod tests {
 
     use super::*;
 
+    /// The gateway's server configuration with the fixture's certificate.
+    fn server_config() -> Arc<ServerConfig> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        crate::net::tls::load(
+            format!("{dir}/tls-a-cert.pem").as_ref(),
+            format!("{dir}/tls-a-key.pem").as_ref(),
+        )
+        .unwrap()
+    }
+
     /// More than one `poll_write` takes.
     const BIG: usize = 3 * MAX_WRITE + 123;
 
@@ -519,12 +529,7 @@ mod tests {
     }
 
     fn round_trip(version: &'static rustls::SupportedProtocolVersion) {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-        let config = crate::net::tls::load(
-            format!("{dir}/tls-a-cert.pem").as_ref(),
-            format!("{dir}/tls-a-key.pem").as_ref(),
-        )
-        .unwrap();
+        let config = server_config();
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
                 let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -572,12 +577,7 @@ mod tests {
     /// panics in debug builds (rustls/rustls#959, found by the `tls` fuzz target).
     #[test]
     fn a_bad_record_after_our_close_is_drained() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-        let config = crate::net::tls::load(
-            format!("{dir}/tls-a-cert.pem").as_ref(),
-            format!("{dir}/tls-a-key.pem").as_ref(),
-        )
-        .unwrap();
+        let config = server_config();
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
                 let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -629,12 +629,7 @@ mod tests {
 
     #[test]
     fn plaintext_fails_the_handshake() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-        let config = crate::net::tls::load(
-            format!("{dir}/tls-a-cert.pem").as_ref(),
-            format!("{dir}/tls-a-key.pem").as_ref(),
-        )
-        .unwrap();
+        let config = server_config();
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
                 let listener = TcpListener::bind("127.0.0.1:0").unwrap();
