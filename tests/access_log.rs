@@ -86,3 +86,80 @@ fn one_line_per_request_without_tokens() {
         "{log}"
     );
 }
+
+/// A subscriber that follows another request on the same keep-alive connection is logged
+/// with its own bytes (what the client read after the first response), not the connection's.
+#[test]
+fn a_subscriber_after_a_keep_alive_request_logs_its_own_bytes() {
+    use std::io::{Read, Write};
+
+    let path = std::env::temp_dir().join(format!(
+        "ssegate-access-keepalive-{}.log",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let mut server = Server::start(&[
+        "--drain-period",
+        "0s",
+        "--anonymous",
+        "true",
+        "--access-log",
+        path.to_str().unwrap(),
+    ]);
+    let mut conn = server.connect();
+    conn.write_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while !first.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte).unwrap();
+        first.push(byte[0]);
+    }
+    let head = String::from_utf8(first.clone()).unwrap();
+    assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+    assert!(head.contains("Connection: keep-alive"), "{head}");
+    let body_len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Content-Length");
+    let mut body = vec![0u8; body_len];
+    conn.read_exact(&mut body).unwrap();
+    let first_len = first.len() + body_len;
+
+    conn.write_all(b"GET /.well-known/mercure?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"\r\n\r\n:\n") {
+        conn.read_exact(&mut byte).unwrap();
+        seen.push(byte[0]);
+    }
+    server.publish(&[("topic", "t"), ("data", "hello")]);
+    server.sigterm();
+    conn.read_to_end(&mut seen).unwrap();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("data: hello\n"),
+        "event not received"
+    );
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+    let log = std::fs::read_to_string(&path).expect("access log written");
+    let _ = std::fs::remove_file(&path);
+
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    let missing = log
+        .lines()
+        .find(|l| l.contains(" path=/nowhere "))
+        .unwrap_or_else(|| panic!("no 404 line in\n{log}"));
+    assert_eq!(field(missing, "bytes"), first_len as u64, "{missing}");
+    let subscribe = log
+        .lines()
+        .find(|l| l.contains(" end="))
+        .unwrap_or_else(|| panic!("no subscriber line in\n{log}"));
+    assert_eq!(field(subscribe, "bytes"), seen.len() as u64, "{subscribe}");
+}

@@ -252,6 +252,7 @@ async fn requests(
                     Box::new(subscriber::AccessStart {
                         peer,
                         start: ex.start,
+                        written_before: ex.written_before,
                     })
                 });
                 return match subscriber::open(core, stream, &req, &cors, conn_id, access).await {

@@ -144,6 +144,9 @@ pub struct AccessStart {
     pub peer: Option<SocketAddr>,
     /// When its request head was read.
     pub start: Instant,
+    /// What the connection had written before this request (a keep-alive connection may
+    /// have answered others first): the line counts this request's bytes only.
+    pub written_before: u64,
 }
 
 /// What [`open`] made of a subscription request.
@@ -350,7 +353,7 @@ fn finish(
             method: "GET",
             path: MERCURE_PATH,
             status: 200,
-            bytes: stream.written() + flushed,
+            bytes: stream.written() - a.written_before + flushed,
             duration: a.start.elapsed(),
             end: Some(reason.as_str()),
         });
