@@ -1,4 +1,6 @@
-//! Request errors and the one function that maps them to an HTTP status and a short body.
+//! Request errors: each knows its HTTP status, whether the connection survives it, and its
+//! short reason (the body `http::Response::error` sends). Owns: [`HttpError`]. May call:
+//! nothing of the crate.
 
 use std::fmt;
 
@@ -72,40 +74,6 @@ impl HttpError {
                 | HttpError::ExpectationFailed
         )
     }
-
-    /// Renders the full response: status line, headers and the reason as a text body.
-    pub fn response(&self, keep_alive: bool) -> Vec<u8> {
-        self.response_with(keep_alive, "")
-    }
-
-    /// Like [`HttpError::response`], with extra header lines (each ending in CRLF), e.g.
-    /// CORS headers so a browser script can read the error.
-    pub fn response_with(&self, keep_alive: bool, extra_headers: &str) -> Vec<u8> {
-        let body = format!("{self}\n");
-        let status = self.status();
-        let mut extra = String::new();
-        match self {
-            HttpError::Unavailable(_) => extra.push_str("Retry-After: 1\r\n"),
-            HttpError::Unauthorized(_) => extra.push_str("WWW-Authenticate: Bearer\r\n"),
-            HttpError::MethodNotAllowed(allow) => {
-                extra.push_str("Allow: ");
-                extra.push_str(allow);
-                extra.push_str("\r\n");
-            }
-            _ => {}
-        }
-        let connection = if keep_alive && !self.closes_connection() {
-            "keep-alive"
-        } else {
-            "close"
-        };
-        format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {connection}\r\n{extra}{extra_headers}\r\n{body}",
-            reason_phrase(status),
-            body.len(),
-        )
-        .into_bytes()
-    }
 }
 
 impl fmt::Display for HttpError {
@@ -134,48 +102,5 @@ impl fmt::Display for HttpError {
                 f.write_str("expectation failed: only Expect: 100-continue is supported")
             }
         }
-    }
-}
-
-/// The standard reason phrase of the statuses this gateway sends.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unavailable_carries_retry_after_and_closes() {
-        let r = String::from_utf8(HttpError::Unavailable("busy").response(true)).unwrap();
-        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
-        assert!(r.contains("Retry-After: 1\r\n"));
-        assert!(r.contains("Connection: close\r\n"));
-        assert!(r.ends_with("service unavailable: busy\n"));
-    }
-
-    #[test]
-    fn content_length_matches_body() {
-        let r = String::from_utf8(HttpError::Forbidden("topic").response(true)).unwrap();
-        let (head, body) = r.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        assert!(head.contains("Connection: keep-alive"));
     }
 }

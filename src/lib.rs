@@ -56,6 +56,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -66,3 +67,4 @@ pub mod hub;
 pub mod metrics;
 pub mod net;
 pub mod runtime;
+pub mod server;

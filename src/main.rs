@@ -10,7 +10,7 @@ use signal_hook::iterator::Signals;
 
 use ssegate::auth;
 use ssegate::config::{Cli, Config, LogFormat};
-use ssegate::runtime;
+use ssegate::{runtime, server};
 
 /// mimalloc rather than glibc's malloc: the publish path makes a dozen short-lived allocations
 /// per event, and glibc's bookkeeping (`_int_malloc`, `_int_free`, `unlink_chunk`,
@@ -76,7 +76,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let shutdown_timeout = cfg.shutdown_timeout;
     let tls = load_tls(&cfg)?;
     let tls_paths = cfg.tls_cert.clone().zip(cfg.tls_key.clone());
-    let mut running = runtime::start(cfg, key, tls)?;
+    let mut running = server::start(cfg, key, tls)?;
     let reloader = running.tls_reloader();
     let stopper = running.stopper();
     if let Some(admin) = running.admin_addr {

@@ -8,19 +8,17 @@ use std::time::Instant;
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpListener;
 
-use super::Stream;
-
-use super::{linger, read_head, reply_error, HeadError};
+use super::{linger, read_head, HeadError, Stream};
 use crate::error::HttpError;
-use crate::http::Method;
+use crate::http::{Method, Request, Response};
 use crate::metrics;
 use crate::net::listener::accept_or_stop;
-use crate::runtime::{Answer, Core, QueryKind};
+use crate::runtime::{Core, Question, Reply};
 
 /// Accepts admin connections until the core stops.
 pub async fn run(core: Rc<Core>, listener: TcpListener) {
     loop {
-        match accept_or_stop(&core, &listener).await {
+        match accept_or_stop(&listener, core.stopped()).await {
             None => break,
             Some(Ok(stream)) => {
                 glommio::spawn_local(serve(core.clone(), Box::new(Stream::plain(stream)))).detach();
@@ -37,52 +35,49 @@ async fn serve(core: Rc<Core>, mut stream: Box<Stream>) {
     let mut buf = Vec::new();
     let mut first = Some(Instant::now() + core.cfg.header_timeout);
     loop {
-        let req = match read_head(&core, &mut stream, &mut buf, first.take()).await {
-            Ok(req) => req,
-            Err(HeadError::Http(e)) => {
-                reply_error(&core, &mut stream, 0, &e, false, "").await;
-                break;
-            }
+        let (answer, keep) = match read_head(&core, &mut stream, &mut buf, first.take()).await {
+            Ok(req) => (answer(&core, &req).await, req.keep_alive),
+            Err(HeadError::Http(e)) => (Err(e), false),
             Err(_) => return,
         };
-        let answer = match (req.method(), req.path.as_str()) {
-            (Method::Get, "/metrics") => match core.gather(QueryKind::Stats).await {
-                Ok(answers) => {
-                    let mut cores: Vec<_> = answers
-                        .into_iter()
-                        .filter_map(|a| match a {
-                            Answer::Stats(s) => Some(*s),
-                            Answer::Subscriptions(_) => None,
-                        })
-                        .collect();
-                    cores.sort_by_key(|s| s.core);
-                    Ok(("text/plain; version=0.0.4", metrics::render(&cores)))
-                }
-                Err(e) => Err(e),
-            },
-            (Method::Get, "/healthz") => Ok(("text/plain", "ok\n".to_owned())),
-            (Method::Get, "/readyz") if core.is_stopping() => {
-                Err(HttpError::Unavailable("shutting down"))
-            }
-            (Method::Get, "/readyz") => Ok(("text/plain", "ready\n".to_owned())),
-            (Method::Get, _) => Err(HttpError::NotFound),
-            _ => Err(HttpError::MethodNotAllowed("GET")),
-        };
-        let ok = match answer {
-            Ok((content_type, body)) => {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-                    body.len(),
-                    if req.keep_alive { "keep-alive" } else { "close" }
-                );
-                stream.write_all(head.as_bytes()).await.is_ok()
-                    && stream.write_all(body.as_bytes()).await.is_ok()
-            }
-            Err(e) => reply_error(&core, &mut stream, 0, &e, req.keep_alive, "").await,
-        };
-        if !ok || !req.keep_alive {
+        let resp = answer
+            .unwrap_or_else(|e| {
+                core.stats.refused(e.status());
+                Response::error(&e)
+            })
+            .keep_alive(keep);
+        let ok = stream.write_all(&resp.to_bytes()).await.is_ok();
+        if !ok || !resp.keeps_alive() {
             break;
         }
     }
     linger(stream).await;
+}
+
+async fn answer(core: &Core, req: &Request) -> Result<Response, HttpError> {
+    match (req.method(), req.path.as_str()) {
+        (Method::Get, "/metrics") => {
+            let mut cores: Vec<_> = core
+                .gather(Question::Stats)
+                .await?
+                .into_iter()
+                .filter_map(|r| match r {
+                    Reply::Stats(s) => Some(*s),
+                    _ => None,
+                })
+                .collect();
+            cores.sort_by_key(|s| s.core);
+            Ok(Response::ok(
+                "text/plain; version=0.0.4",
+                metrics::render(&cores),
+            ))
+        }
+        (Method::Get, "/healthz") => Ok(Response::ok("text/plain", "ok\n")),
+        (Method::Get, "/readyz") if core.is_stopping() => {
+            Err(HttpError::Unavailable("shutting down"))
+        }
+        (Method::Get, "/readyz") => Ok(Response::ok("text/plain", "ready\n")),
+        (Method::Get, _) => Err(HttpError::NotFound),
+        _ => Err(HttpError::MethodNotAllowed("GET")),
+    }
 }

@@ -1,6 +1,8 @@
-//! ②③⑥ A connection's life on its core: read a request head within limits, route it, and
-//! either answer a publish (keep-alive, many per connection) or turn the connection into a
-//! subscriber stream whose writer lives until the client or the gateway ends it.
+//! ②③⑥ A connection's life on its core. Owns: admission (`max_connections`), the TLS
+//! handshake, reading request heads within limits, routing ([`route`]), writing every answer
+//! and deciding what happens to the connection next ([`respond`]), and the subscriber stream
+//! a connection may become. May call: `runtime` (through [`Core`]'s handler methods), `hub`,
+//! `http`, `auth`, `net`, `access_log`, `error`, `metrics`.
 //!
 //! Each connection is one task. Its buffers are allocated while it reads a request and freed
 //! when it becomes an idle subscriber: the long-lived future holds a stream, an id and a
@@ -29,8 +31,8 @@ pub use stream::Stream;
 
 use crate::access_log::Record;
 use crate::error::HttpError;
-use crate::http::{self, Method, Request, MERCURE_PATH};
-use crate::hub::subscriptions;
+use crate::http::{self, Method, Request, Response, MERCURE_PATH};
+use crate::hub::subscriptions::{self, Query};
 use crate::runtime::stats::CloseReason;
 use crate::runtime::{Core, Stats};
 
@@ -39,6 +41,15 @@ use crate::runtime::{Core, Stats};
 const LINGER: Duration = Duration::from_millis(500);
 /// Most bytes drained while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
+
+/// ① Takes an accepted connection: counts it against `max_connections` and starts its task.
+/// Connections over the limit get a 503 with `Retry-After` once their request has been read.
+pub fn admit(core: &Rc<Core>, tcp: TcpStream, conn_id: u64) {
+    let open = core.conns.fetch_add(1, Ordering::Relaxed) + 1;
+    Stats::add(&core.stats.accepted, 1);
+    let over = open > core.cfg.max_connections;
+    glommio::spawn_local(serve(core.clone(), Box::new(tcp), conn_id, over)).detach();
+}
 
 /// Why reading a request head ended without a request.
 enum HeadError {
@@ -65,8 +76,7 @@ impl Drop for Slot {
     }
 }
 
-/// Serves one accepted connection to the end. `over_capacity` connections get a 503 with
-/// `Retry-After` once their request has been read.
+/// Serves one accepted connection to the end.
 ///
 /// This future is the connection's task for its whole life, so it is kept small: the
 /// request phase (buffers, parsing, publishing) runs in a boxed future that is freed when
@@ -77,7 +87,7 @@ impl Drop for Slot {
 /// Log lines about a connection carry its id as the `conn` field. Not a tracing span: an
 /// entered span per connection costs about 400 bytes of registry and formatting state per
 /// idle subscriber (a third of the rest of it) and a shared lock on every poll.
-pub async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_capacity: bool) {
+async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_capacity: bool) {
     Stats::add(&core.stats.conns_open, 1);
     let _slot = Slot(core.clone());
     let reason = match Box::pin(requests(&core, stream, conn_id, over_capacity)).await {
@@ -92,13 +102,14 @@ pub async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_ca
     );
 }
 
-/// The parts of a request the access log needs once it is answered.
+/// One request on a connection, for the access log and the refusal log lines.
 struct Exchange<'a> {
     conn: u64,
     peer: Option<SocketAddr>,
     method: &'a str,
     path: &'a str,
     start: Instant,
+    /// What the connection had written before this request.
     written_before: u64,
 }
 
@@ -118,13 +129,6 @@ impl Exchange<'_> {
     }
 }
 
-/// What a handler did with a request: the status it answered (0 if none, for the access
-/// log) and what happens to the connection next.
-struct Handled {
-    status: u16,
-    next: Next,
-}
-
 /// What happens to a connection after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
@@ -136,22 +140,63 @@ enum Next {
     Gone,
 }
 
-impl Handled {
-    fn new(status: u16, keep_alive: bool) -> Handled {
-        let next = if keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        };
-        Handled { status, next }
-    }
+/// What a handler made of a request.
+enum Outcome {
+    /// Answer this. `body_read`: the request's body, if it had one, was consumed (else the
+    /// connection cannot be reused: the body would be parsed as the next request).
+    Answer(Result<Response, HttpError>, bool),
+    /// The connection failed mid-request; `status` is what was answered, if anything.
+    Gone(u16),
+}
 
-    fn gone(status: u16) -> Handled {
-        Handled {
-            status,
-            next: Next::Gone,
-        }
+/// ③ Where a request goes.
+enum Route {
+    /// `GET /.well-known/mercure`: the connection becomes a subscriber stream.
+    Subscribe,
+    /// `POST /.well-known/mercure`.
+    Publish,
+    /// `OPTIONS /.well-known/mercure`: CORS preflight.
+    Preflight,
+    /// `GET /`, when `ui` is on.
+    Page,
+    /// `GET /.well-known/mercure/subscriptions…`.
+    Subscriptions(Query),
+    /// Refused at once.
+    Refuse(HttpError),
+}
+
+/// Routes a request (refusals for capacity and shutdown first).
+fn route(core: &Core, req: &Request, over_capacity: bool) -> Route {
+    if over_capacity {
+        Stats::add(&core.stats.over_capacity, 1);
+        return Route::Refuse(HttpError::Unavailable("too many connections"));
     }
+    if core.is_stopping() {
+        return Route::Refuse(HttpError::Unavailable("shutting down"));
+    }
+    if req.path == MERCURE_PATH {
+        return match req.method() {
+            Method::Get => Route::Subscribe,
+            Method::Post => Route::Publish,
+            Method::Options => Route::Preflight,
+            Method::Other => Route::Refuse(HttpError::MethodNotAllowed("GET, POST, OPTIONS")),
+        };
+    }
+    if core.cfg.ui && req.path == "/" && req.method() == Method::Get {
+        return Route::Page;
+    }
+    match subscriptions::parse_path(&req.path) {
+        Some(_) if !core.cfg.subscriptions => Route::Refuse(HttpError::NotFound),
+        Some(query) if req.method() == Method::Get => Route::Subscriptions(query),
+        Some(_) => Route::Refuse(HttpError::MethodNotAllowed("GET")),
+        None => Route::Refuse(HttpError::NotFound),
+    }
+}
+
+/// The debug page.
+fn page() -> Response {
+    Response::ok("text/html; charset=utf-8", include_str!("../ui/index.html"))
+        .header("Cache-Control", "no-cache")
 }
 
 /// Reads and answers requests until the connection closes (returning why) or becomes a
@@ -220,10 +265,8 @@ async fn requests(
                     start: Instant::now(),
                     written_before: stream.written(),
                 };
-                reply_error(core, &mut stream, conn_id, &e, false, "").await;
-                ex.answered(core, &stream, e.status());
-                linger(stream).await;
-                return Err(CloseReason::Answered);
+                let next = respond(core, &mut stream, &ex, None, Err(e), false, "").await;
+                return Err(end(stream, next).await);
             }
         };
         let ex = Exchange {
@@ -234,19 +277,11 @@ async fn requests(
             start: Instant::now(),
             written_before: stream.written(),
         };
-        let refusal = if over_capacity {
-            Stats::add(&core.stats.over_capacity, 1);
-            Some(HttpError::Unavailable("too many connections"))
-        } else if core.is_stopping() {
-            Some(HttpError::Unavailable("shutting down"))
-        } else {
-            None
-        };
         let cors = core.cors.headers(req.origin.as_deref());
-        let is_publish = req.path == MERCURE_PATH && req.method() == Method::Post;
-        let err = match (refusal, req.path == MERCURE_PATH, req.method()) {
-            (Some(e), ..) => e,
-            (None, true, Method::Get) => {
+        let route = route(core, &req, over_capacity);
+        let is_publish = matches!(route, Route::Publish);
+        let outcome = match route {
+            Route::Subscribe => {
                 drop(buf);
                 let access = core.access_log.is_some().then(|| {
                     Box::new(subscriber::AccessStart {
@@ -257,105 +292,77 @@ async fn requests(
                 });
                 return match subscriber::open(core, stream, &req, &cors, conn_id, access).await {
                     subscriber::Opened::Live(live) => Ok(live),
-                    subscriber::Opened::Refused(status, stream) => {
-                        ex.answered(core, &stream, status);
-                        linger(stream).await;
-                        Err(CloseReason::Answered)
+                    subscriber::Opened::Refused(e, mut stream) => {
+                        // A refused subscription closes its connection: no request to keep.
+                        let next =
+                            respond(core, &mut stream, &ex, None, Err(e), false, &cors).await;
+                        Err(end(stream, next).await)
                     }
                     subscriber::Opened::Ended(reason) => Err(reason),
                 };
             }
-            (None, true, Method::Options) => match core.cors.preflight(&req) {
-                Ok(resp) => {
-                    let ok = stream.write_all(&resp).await.is_ok();
-                    ex.answered(core, &stream, 204);
-                    if !ok {
-                        return Err(CloseReason::ClientClosed);
-                    }
-                    if !req.keep_alive {
-                        linger(stream).await;
-                        return Err(CloseReason::Answered);
-                    }
-                    continue;
-                }
-                Err(e) => e,
-            },
-            (None, true, Method::Post) => {
-                let done =
-                    publisher::handle(core, &mut stream, &mut buf, &req, &cors, conn_id).await;
-                ex.answered(core, &stream, done.status);
-                match done.next {
-                    Next::KeepAlive => continue,
-                    next => return Err(end(stream, next).await),
-                }
+            Route::Publish => publisher::handle(core, &mut stream, &mut buf, &req).await,
+            Route::Preflight => Outcome::Answer(core.cors.preflight(&req), false),
+            Route::Page => Outcome::Answer(Ok(page()), false),
+            Route::Subscriptions(query) => {
+                Outcome::Answer(api::respond(core, &req, &query).await, false)
             }
-            (None, true, _) => HttpError::MethodNotAllowed("GET, POST, OPTIONS"),
-            (None, false, Method::Get) if core.cfg.ui && req.path == "/" => {
-                let page = include_str!("../ui/index.html");
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{page}",
-                    page.len(),
-                    if req.keep_alive { "keep-alive" } else { "close" }
-                );
-                let ok = stream.write_all(resp.as_bytes()).await.is_ok();
-                ex.answered(core, &stream, 200);
-                if !ok {
-                    return Err(CloseReason::ClientClosed);
-                }
-                if req.keep_alive {
-                    continue;
-                }
-                linger(stream).await;
-                return Err(CloseReason::Answered);
-            }
-            (None, false, method) => match subscriptions::parse_path(&req.path) {
-                Some(_) if !core.cfg.subscriptions => HttpError::NotFound,
-                Some(query) if method == Method::Get => {
-                    let done = api::handle(core, &mut stream, &req, &query, &cors, conn_id).await;
-                    ex.answered(core, &stream, done.status);
-                    match done.next {
-                        Next::KeepAlive => continue,
-                        next => return Err(end(stream, next).await),
-                    }
-                }
-                Some(_) => HttpError::MethodNotAllowed("GET"),
-                None => HttpError::NotFound,
-            },
+            Route::Refuse(e) => Outcome::Answer(Err(e), false),
         };
-        if is_publish {
-            core.stats.publish_refused(err.status());
-        }
-        // An unread body would be parsed as the next request: close instead.
-        let has_body = req.content_length.unwrap_or(0) > 0 || req.has_transfer_encoding;
-        let keep = req.keep_alive && !has_body && !err.closes_connection();
-        let ok = reply_error(core, &mut stream, conn_id, &err, keep, &cors).await;
-        ex.answered(core, &stream, err.status());
-        if !ok {
-            return Err(CloseReason::ClientClosed);
-        }
-        if !keep {
-            linger(stream).await;
-            return Err(CloseReason::Answered);
+        let next = match outcome {
+            Outcome::Answer(result, body_read) => {
+                if is_publish {
+                    if let Err(e) = &result {
+                        core.stats.publish_refused(e.status());
+                    }
+                }
+                respond(core, &mut stream, &ex, Some(&req), result, body_read, &cors).await
+            }
+            Outcome::Gone(status) => {
+                ex.answered(core, &stream, status);
+                Next::Gone
+            }
+        };
+        if next != Next::KeepAlive {
+            return Err(end(stream, next).await);
         }
     }
 }
 
-/// Writes an error response (with the request's CORS headers, so a browser script can read
-/// it); returns whether the write succeeded.
-async fn reply_error(
+/// ⑥ Writes the answer to a request (an error is counted and logged, and carries the
+/// request's CORS headers so a browser script can read it), writes its access log line,
+/// and says what happens to the connection: kept for another request only if the client
+/// asked, the body was consumed, the answer allows it and the core is not stopping.
+async fn respond(
     core: &Core,
     stream: &mut Stream,
-    conn_id: u64,
-    err: &HttpError,
-    keep_alive: bool,
+    ex: &Exchange<'_>,
+    req: Option<&Request>,
+    result: Result<Response, HttpError>,
+    body_read: bool,
     cors: &str,
-) -> bool {
-    core.stats.refused(err.status());
-    tracing::debug!(conn = conn_id, status = err.status(), reason = %err, "request refused");
-    stream
-        .write_all(&err.response_with(keep_alive, cors))
-        .await
-        .is_ok()
+) -> Next {
+    let body_left = req.is_some_and(|r| {
+        !body_read && (r.content_length.unwrap_or(0) > 0 || r.has_transfer_encoding)
+    });
+    let keep = req.is_some_and(|r| r.keep_alive) && !body_left && !core.is_stopping();
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            core.stats.refused(e.status());
+            tracing::debug!(conn = ex.conn, status = e.status(), reason = %e, "request refused");
+            Response::error(&e)
+        }
+    }
+    .lines(cors)
+    .keep_alive(keep);
+    let ok = stream.write_all(&resp.to_bytes()).await.is_ok();
+    ex.answered(core, stream, resp.status());
+    match (ok, resp.keeps_alive()) {
+        (false, _) => Next::Gone,
+        (true, true) => Next::KeepAlive,
+        (true, false) => Next::Close,
+    }
 }
 
 /// Reads one request head into `buf` (which may already hold pipelined bytes) and removes it

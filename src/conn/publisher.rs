@@ -6,52 +6,37 @@ use std::time::Instant;
 use super::Stream;
 use futures_lite::io::AsyncWriteExt;
 
-use super::{read_more, reply_error, with_timeout, Handled};
+use super::{read_more, with_timeout, Outcome};
 use crate::auth::{find_token, Claims, Verifier};
 use crate::error::HttpError;
-use crate::http::{parse_form, Request};
+use crate::http::{parse_form, response, Request, Response};
 use crate::hub::publish::parse_update;
 use crate::runtime::Core;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// Handles one POST: the status it answered and whether the connection is kept, closed
-/// after lingering, or already gone.
+/// Handles one POST: the answer (the event's id, or why not) and whether its body was read.
 pub(super) async fn handle(
     core: &Core,
     stream: &mut Stream,
     buf: &mut Vec<u8>,
     req: &Request,
-    cors: &str,
-    conn_id: u64,
-) -> Handled {
-    // Checks that need no body. A refusal here leaves the body unread: close afterwards.
+) -> Outcome {
+    // Checks that need no body. A refusal here leaves the body unread.
     let len = match precheck(core, req) {
         Ok(len) => len,
-        Err(e) => {
-            let keep = req.content_length == Some(0) && req.keep_alive && !e.closes_connection();
-            return refuse(core, stream, conn_id, &e, keep, cors).await;
-        }
+        Err(e) => return Outcome::Answer(Err(e), false),
     };
     let claims = match verify_request(req, &core.publisher_auth, "missing bearer token") {
         Ok(c) => c,
-        Err(e) => {
-            let keep = len == 0 && req.keep_alive;
-            return refuse(core, stream, conn_id, &e, keep, cors).await;
-        }
+        Err(e) => return Outcome::Answer(Err(e), false),
     };
-    if req.expect_continue
-        && stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .is_err()
-    {
-        return Handled::gone(0);
+    if req.expect_continue && stream.write_all(response::CONTINUE).await.is_err() {
+        return Outcome::Gone(0);
     }
     if read_body(core, stream, buf, len).await.is_err() {
-        return Handled::gone(0);
+        return Outcome::Gone(0);
     }
-
     let outcome = async {
         let update = parse_update(&buf[..len], core.cfg.max_topics)?;
         if !claims.may_publish(&update.topics) {
@@ -65,42 +50,11 @@ pub(super) async fn handle(
     }
     .await;
     buf.drain(..len);
-    let keep = req.keep_alive && !core.is_stopping();
-    match outcome {
-        Ok(id) => {
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\nX-Ssegate-Worker: {}\r\n{cors}\r\n{id}",
-                id.len(),
-                if keep { "keep-alive" } else { "close" },
-                core.index,
-            );
-            if stream.write_all(resp.as_bytes()).await.is_err() {
-                return Handled::gone(200);
-            }
-            Handled::new(200, keep)
-        }
-        Err(e) => {
-            let keep = keep && !e.closes_connection();
-            refuse(core, stream, conn_id, &e, keep, cors).await
-        }
-    }
-}
-
-/// Answers a refused publish, counted by status.
-async fn refuse(
-    core: &Core,
-    stream: &mut Stream,
-    conn_id: u64,
-    err: &HttpError,
-    keep: bool,
-    cors: &str,
-) -> Handled {
-    core.stats.publish_refused(err.status());
-    if reply_error(core, stream, conn_id, err, keep, cors).await {
-        Handled::new(err.status(), keep)
-    } else {
-        Handled::gone(err.status())
-    }
+    let answer = outcome.map(|id| {
+        Response::ok("text/plain; charset=utf-8", id)
+            .header("X-Ssegate-Worker", itoa::Buffer::new().format(core.index))
+    });
+    Outcome::Answer(answer, true)
 }
 
 /// Verifies the token a request presents (`Authorization` header, else `authorization` in

@@ -2,9 +2,8 @@
 //! as the connection's writer: wait for queued frames, write each batch in one `send`,
 //! and notice a client that goes away.
 //!
-//! The stream is close-delimited (`Connection: close`, no chunked framing): an SSE response
-//! never ends by itself, so chunk headers would only add bytes and force a copy of every
-//! shared frame; the event bytes encoded once by the sequencer go to the socket as they are.
+//! The stream is close-delimited ([`Response::event_stream`]): the event bytes encoded once
+//! by the sequencer go to the socket as they are.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,11 +18,10 @@ use bytes::{BufMut, BytesMut};
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 
-use super::reply_error;
 use crate::access_log::Record;
 use crate::auth::find_token;
 use crate::error::HttpError;
-use crate::http::{parse_form, Request, MERCURE_PATH};
+use crate::http::{parse_form, Request, Response, MERCURE_PATH};
 use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
@@ -31,7 +29,7 @@ use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next, Refuse
 use crate::hub::subscriptions::{self, SubscriberInfo};
 use crate::net::sys;
 use crate::runtime::stats::CloseReason;
-use crate::runtime::{unix_millis, Core, Stats};
+use crate::runtime::{unix_millis, Core, NotSubmitted, Stats};
 
 /// Longest a resume waits for this core to receive the event it resumes after.
 const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -153,8 +151,8 @@ pub struct AccessStart {
 pub enum Opened {
     /// Registered, head and replay written: the stream goes live.
     Live(Live),
-    /// Refused with this status (answered here); the caller lingers and closes.
-    Refused(u16, Box<Stream>),
+    /// Refused: the caller answers with the error and closes.
+    Refused(HttpError, Box<Stream>),
     /// Registered, then ended while the head or replay was written.
     Ended(CloseReason),
 }
@@ -172,10 +170,7 @@ pub async fn open(
 ) -> Opened {
     let sub = match parse_subscription(core, req) {
         Ok(s) => s,
-        Err(e) => {
-            reply_error(core, &mut stream, conn_id, &e, false, cors).await;
-            return Opened::Refused(e.status(), stream);
-        }
+        Err(e) => return Opened::Refused(e, stream),
     };
     stream.set_write_timeout(core.cfg.write_timeout);
     sys::set_send_buffer(stream.as_raw_fd(), core.cfg.send_buffer);
@@ -197,8 +192,7 @@ pub async fn open(
                     HttpError::BadParam(format!("\"topic\" selector {why}"))
                 }
             };
-            reply_error(core, &mut stream, conn_id, &e, false, cors).await;
-            return Opened::Refused(e.status(), stream);
+            return Opened::Refused(e, stream);
         }
     };
     // Registration and the replay snapshot happen in one synchronous step: no event can
@@ -231,12 +225,11 @@ pub async fn open(
         });
         if let Some(info) = &info {
             for sel in &selectors {
-                if !core.submit(subscriptions::event(sel.as_str(), info, true)) {
-                    tracing::warn!(
-                        conn = conn_id,
-                        "sequencer inbox full: subscription event dropped"
-                    );
-                }
+                announce(
+                    core,
+                    subscriptions::event(sel.as_str(), info, true),
+                    conn_id,
+                );
             }
         }
         let id = shard.add(NewSubscriber {
@@ -309,12 +302,11 @@ fn finish(
     }) = departed
     {
         for sel in selectors.iter() {
-            if !core.submit(subscriptions::event(sel.as_str(), &info, false)) {
-                tracing::warn!(
-                    conn = conn_id,
-                    "sequencer inbox full: subscription event dropped"
-                );
-            }
+            announce(
+                core,
+                subscriptions::event(sel.as_str(), &info, false),
+                conn_id,
+            );
         }
     }
     core.subscriber_gone();
@@ -362,27 +354,28 @@ fn finish(
     reason
 }
 
+/// Hands a subscription event to the order; one lost to a full inbox is logged (one lost
+/// because the core is stopping reaches nobody anyway).
+fn announce(core: &Core, update: crate::hub::event::Update, conn_id: u64) {
+    if core.submit(update) == Err(NotSubmitted::Full) {
+        tracing::warn!(
+            conn = conn_id,
+            "sequencer inbox full: subscription event dropped"
+        );
+    }
+}
+
 /// The response head, then the opening comment that lets clients see the stream is live.
 fn response_head(last_event_id: Option<&str>, core: usize, cors: &str) -> BytesMut {
-    let mut b = BytesMut::with_capacity(320);
-    b.put_slice(
-        b"HTTP/1.1 200 OK\r\n\
-Content-Type: text/event-stream\r\n\
-Cache-Control: private, no-cache, no-store, must-revalidate, max-age=0\r\n\
-Pragma: no-cache\r\n\
-X-Accel-Buffering: no\r\n\
-Connection: close\r\n",
-    );
-    b.put_slice(b"X-Ssegate-Worker: ");
-    b.put_slice(itoa::Buffer::new().format(core).as_bytes());
-    b.put_slice(b"\r\n");
-    b.put_slice(cors.as_bytes());
+    let mut head = Response::event_stream()
+        .header("X-Ssegate-Worker", itoa::Buffer::new().format(core))
+        .lines(cors);
     if let Some(id) = last_event_id {
-        b.put_slice(b"Last-Event-ID: ");
-        b.put_slice(id.as_bytes());
-        b.put_slice(b"\r\n");
+        head = head.header("Last-Event-ID", id);
     }
-    b.put_slice(b"\r\n:\n");
+    let mut b = BytesMut::with_capacity(320);
+    head.write_to(&mut b);
+    b.put_slice(b":\n");
     b
 }
 

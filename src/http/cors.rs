@@ -2,7 +2,7 @@
 //! that tell the browser so. A listed origin may send credentials (the `mercureAuthorization`
 //! cookie); `*` admits any origin but never with credentials, as browsers require.
 
-use super::Request;
+use super::{Request, Response};
 use crate::error::HttpError;
 
 /// Request headers a browser may send cross-origin.
@@ -43,16 +43,16 @@ impl Cors {
 
     /// Answers a preflight `OPTIONS` request: 204 with the allowed methods and headers, or
     /// 403 when the origin is not allowed.
-    pub fn preflight(&self, req: &Request) -> Result<Vec<u8>, HttpError> {
+    pub fn preflight(&self, req: &Request) -> Result<Response, HttpError> {
         let cors = self.headers(req.origin.as_deref());
         if cors.is_empty() {
             return Err(HttpError::Forbidden("origin not allowed (cors_origins)"));
         }
-        Ok(format!(
-            "HTTP/1.1 204 No Content\r\n{cors}Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: {ALLOW_HEADERS}\r\nAccess-Control-Max-Age: 600\r\nContent-Length: 0\r\nConnection: {}\r\n\r\n",
-            if req.keep_alive { "keep-alive" } else { "close" }
-        )
-        .into_bytes())
+        Ok(Response::new(204)
+            .lines(&cors)
+            .header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            .header("Access-Control-Allow-Headers", ALLOW_HEADERS)
+            .header("Access-Control-Max-Age", "600"))
     }
 }
 

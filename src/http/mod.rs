@@ -6,9 +6,11 @@
 
 mod cors;
 mod form;
+pub mod response;
 
 pub use cors::Cors;
 pub use form::parse_form;
+pub use response::Response;
 
 use crate::error::HttpError;
 

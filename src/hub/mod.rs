@@ -5,6 +5,7 @@ pub mod event;
 pub mod history;
 pub mod publish;
 pub mod selector;
+pub mod sequencer;
 pub mod shard;
 pub mod subscriptions;
 

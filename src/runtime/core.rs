@@ -1,138 +1,83 @@
-//! One core: its state, its tasks, and ④ the sequencer that gives every event its place in
-//! the one order all cores share.
+//! One core's state and its cross-core duties. Owns: the per-core state a connection's
+//! handlers may touch (the `pub` fields: configuration, shard, history, verifiers, CORS,
+//! TLS, counters, access log) and, privately, the plumbing they may not: the mesh, the order
+//! ([`Sequencer`], on the sequencing core), the table of questions, the lifecycle. May call:
+//! `hub`, `auth`, `config`, `metrics`, `access_log`, `http` (CORS), `error`.
+//!
+//! Handlers reach the rest of the gateway only through the methods here: [`Core::publish`],
+//! [`Core::submit`], [`Core::catch_up_to`], [`Core::gather`], and the lifecycle's
+//! [`Core::stopped`] / [`Core::is_stopping`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event as Notify;
-use futures_channel::oneshot;
-use futures_lite::future;
+use futures_lite::future::{self, poll_fn};
 use glommio::channels::channel_mesh::{Receivers, Senders};
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
-use super::stats::Snapshot;
-use super::{Boot, Stats};
+use super::lifecycle::{Lifecycle, Phase};
+use super::mesh::{CoreMsg, Question, Reply, Requests};
+use super::{Liveness, Stats};
 use crate::access_log::{AccessLog, Record};
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::error::HttpError;
 use crate::http::Cors;
-use crate::hub::event::{encode, Event, Update};
+use crate::hub::event::{Event, Update};
 use crate::hub::history::History;
+use crate::hub::sequencer::{Full, Origin, Sequenced, Sequencer};
 use crate::hub::shard::Shard;
 use crate::hub::subscriptions::SubscriptionInfo;
-use crate::hub::FastMap;
-use crate::net::{listener, sys};
 
 /// The core that sequences every event (single-node mode).
 pub const SEQUENCER: usize = 0;
 
-/// Who is waiting for a publish to be sequenced.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin {
-    /// Core that accepted the POST.
-    pub core: usize,
-    /// Key of the waiting publisher in that core's pending table.
-    pub token: u64,
+/// Why an update the gateway made itself was not handed to the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSubmitted {
+    /// The core is stopping: no client will see it anyway.
+    Stopping,
+    /// The order's inbox is full: it is lost (the caller logs it).
+    Full,
 }
 
-/// Messages between cores: the only values that cross threads.
-#[derive(Debug)]
-pub enum CoreMsg {
-    /// To the sequencer: an update accepted on another core.
-    Publish {
-        /// Where to acknowledge.
-        origin: Origin,
-        /// The validated update.
-        update: Update,
-    },
-    /// From the sequencer: an event in its final place and bytes.
-    Event {
-        /// Position in the shared order.
-        seq: u64,
-        /// SSE id.
-        id: String,
-        /// Topics for matching.
-        topics: Vec<String>,
-        /// Private update.
-        private: bool,
-        /// Encoded SSE bytes (copied into core-local memory on arrival).
-        frame: Bytes,
-        /// Sequencing time.
-        at: Instant,
-        /// The publisher to acknowledge, if it is on the receiving core.
-        origin: Origin,
-    },
-    /// To the sequencer, at shutdown: this core has no publish in flight any more.
-    Drained,
-    /// To the sequencer: where is this event id in the order (a resume on a core that has
-    /// not received it yet)?
-    Locate {
-        /// Core to answer.
-        origin: Origin,
-        /// The `Last-Event-ID` asked for.
-        id: String,
-    },
-    /// The answer to [`CoreMsg::Locate`]: the event's seq, if the sequencer knows it.
-    Located {
-        /// The request's token on the asking core.
-        token: u64,
-        /// Seq of the id in the sequencer's history.
-        seq: Option<u64>,
-    },
-    /// To every other core: report something about yourself.
-    Query {
-        /// Core to answer.
-        origin: Origin,
-        /// What to report.
-        kind: QueryKind,
-    },
-    /// The answer to [`CoreMsg::Query`].
-    Answer {
-        /// The request's token on the asking core.
-        token: u64,
-        /// The report.
-        answer: Answer,
-    },
-    /// From the sequencer, at shutdown: every event has been sent; close subscribers.
-    Flush,
-}
+/// The order's inbox, or the channel to it, is full.
+struct QueueFull;
 
-/// What a core can be asked about by another (answered from its own state, no lock).
-#[derive(Debug, Clone, Copy)]
-pub enum QueryKind {
-    /// Its active subscriptions (subscriptions API).
-    Subscriptions,
-    /// Its counters (metrics).
-    Stats,
-}
-
-/// A core's report.
-#[derive(Debug)]
-pub enum Answer {
-    /// Active subscriptions.
-    Subscriptions(Vec<SubscriptionInfo>),
-    /// Counters and gauges.
-    Stats(Box<Snapshot>),
-}
-
-/// A question to every core waiting for their answers.
-struct Gathering {
-    answers: Vec<Answer>,
-    remaining: usize,
-    done: Option<oneshot::Sender<Vec<Answer>>>,
+/// What a core is built from (see `server`).
+pub struct Parts {
+    /// This core's index (its mesh peer id).
+    pub index: usize,
+    /// Number of cores.
+    pub workers: usize,
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// Publisher token verifier.
+    pub publisher_auth: Verifier,
+    /// Subscriber token verifier.
+    pub subscriber_auth: Verifier,
+    /// TLS configuration at start, if TLS is on.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Open connections on all cores.
+    pub conns: Arc<AtomicUsize>,
+    /// This core's access log buffer, when the access log is on.
+    pub access_log: Option<AccessLog>,
+    /// Every core's last sign of life.
+    pub liveness: Liveness,
+    /// The order's source, given to the sequencing core only.
+    pub order: Option<Rc<dyn Sequencer>>,
+    /// This core's senders on the mesh.
+    pub mesh: Senders<CoreMsg>,
 }
 
 /// A core's state, shared by its tasks through `Rc` (never across threads).
 pub struct Core {
     /// This core's index, 0-based (core 0 is the sequencer).
     pub index: usize,
-    /// Number of cores.
-    pub workers: usize,
     /// The configuration.
     pub cfg: Arc<Config>,
     /// Local subscribers and their selector index.
@@ -148,7 +93,6 @@ pub struct Core {
     /// TLS configuration of the client listener, replaced on SIGHUP (new handshakes use the
     /// new certificate; established connections keep theirs).
     pub tls: RefCell<Option<Arc<rustls::ServerConfig>>>,
-    next_serial: Cell<u64>,
     /// Open connections on all cores, for `max_connections` (touched once per accept and
     /// close, never per event).
     pub conns: Arc<AtomicUsize>,
@@ -156,73 +100,73 @@ pub struct Core {
     pub stats: Stats,
     /// This core's access log buffer, when `access_log` is on.
     pub access_log: Option<AccessLog>,
-    liveness: super::Liveness,
+    next_serial: Cell<u64>,
+    workers: usize,
+    liveness: Liveness,
+    life: Lifecycle,
     mesh: Senders<CoreMsg>,
-    /// Core 0 only: the sequencer's inbox (local and remote publishes, in arrival order).
-    sequencer_tx: Option<LocalSender<(Update, Origin)>>,
-    /// Publishers on this core waiting for their event to come back sequenced.
-    pending: RefCell<FastMap<u64, oneshot::Sender<()>>>,
-    /// Questions to the other cores waiting for their answers.
-    gatherings: RefCell<FastMap<u64, Gathering>>,
-    /// Resumes waiting for the sequencer to locate an id.
-    locating: RefCell<FastMap<u64, oneshot::Sender<Option<u64>>>>,
+    /// Sequencing core only: where the order comes from.
+    order: Option<Rc<dyn Sequencer>>,
+    /// Sequencing core only: events taken from the order and not yet sent to every core.
+    broadcasting: Cell<usize>,
+    /// Sequencing core only: cores that reported no publish in flight (shutdown).
+    drained_peers: Cell<usize>,
+    /// Questions to other cores (and publishes) waiting for their answers.
+    requests: Requests<Reply>,
     /// Seq of the last event applied on this core.
     applied_seq: Cell<u64>,
-    /// Tasks waiting for `applied_seq` to reach a value (so apply notifies only then).
+    /// Resumes waiting for `applied_seq` to reach a value (so apply notifies only then).
     seq_waiters: Cell<usize>,
-    /// Core 0 only: updates in the sequencer's inbox or being sequenced.
-    sequencing: Cell<usize>,
-    /// Core 0 only: the seq the next sequenced update gets.
-    next_seq: Cell<u64>,
-    next_token: Cell<u64>,
-    inflight: Cell<usize>,
-    stopping: Cell<bool>,
-    drained_peers: Cell<usize>,
-    flushed: Cell<bool>,
-    /// Woken on every state change that a waiting task may care about (stop, counters
-    /// reaching zero, shutdown hand-offs).
-    changed: Notify,
-    /// Woken once, when the core is told to stop (see `stopped`).
-    stop: Notify,
+    applied: Notify,
 }
 
 impl Core {
-    /// Whether the core has been told to stop.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.get()
-    }
-
-    /// Resolves once the core has been told to stop.
-    ///
-    /// Woken by the stop alone, not by every state change: the accept loop and each idle
-    /// keep-alive connection wait on this beside another future, and a spurious wake re-polls
-    /// that one too. glommio's `accept` keeps one more clone of the task's waker on every poll
-    /// while it is pending, and a task's waker count is an `i16`: the accept loop of a core
-    /// woken 32,767 times between two connections (one wake per publish, when every state
-    /// change woke it) panicked and took the core down.
-    pub async fn stopped(&self) {
-        Self::wait_on(&self.stop, || self.stopping.get()).await
-    }
-
-    async fn wait_until(&self, cond: impl Fn(&Core) -> bool) {
-        Self::wait_on(&self.changed, || cond(self)).await
-    }
-
-    async fn wait_on(event: &Notify, cond: impl Fn() -> bool) {
-        loop {
-            if cond() {
-                return;
-            }
-            let listener = event.listen();
-            if cond() {
-                return;
-            }
-            listener.await;
+    /// Builds a core's state from its parts.
+    pub fn new(p: Parts) -> Core {
+        let cfg = p.cfg;
+        Core {
+            index: p.index,
+            shard: RefCell::new(
+                Shard::new(cfg.max_queued_bytes).template_budget(cfg.max_template_bytes),
+            ),
+            history: RefCell::new(History::new(cfg.history_size, cfg.history_max_age)),
+            publisher_auth: p.publisher_auth,
+            subscriber_auth: p.subscriber_auth,
+            cors: Cors::new(&cfg.cors_origins),
+            tls: RefCell::new(p.tls),
+            conns: p.conns,
+            stats: Stats::default(),
+            access_log: p.access_log,
+            next_serial: Cell::new(0),
+            workers: p.workers,
+            liveness: p.liveness,
+            life: Lifecycle::default(),
+            mesh: p.mesh,
+            order: p.order,
+            broadcasting: Cell::new(0),
+            drained_peers: Cell::new(0),
+            requests: Requests::default(),
+            applied_seq: Cell::new(0),
+            seq_waiters: Cell::new(0),
+            applied: Notify::new(),
+            cfg,
         }
     }
 
-    fn notify(&self) {
-        self.changed.notify(usize::MAX);
+    /// Number of cores.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Whether the core has been told to stop.
+    pub fn is_stopping(&self) -> bool {
+        !self.life.is_serving()
+    }
+
+    /// Resolves once the core has been told to stop (woken by that alone, see
+    /// [`Lifecycle`]).
+    pub async fn stopped(&self) {
+        self.life.stopped().await
     }
 
     /// A number no other subscriber of this core has had.
@@ -240,7 +184,7 @@ impl Core {
     }
 
     /// Hands the buffered access log lines to the writer thread (never waits).
-    fn flush_access_log(&self) {
+    pub fn flush_access_log(&self) {
         if let Some(log) = &self.access_log {
             Stats::add(&self.stats.access_log_dropped, log.flush());
         }
@@ -248,167 +192,142 @@ impl Core {
 
     /// Called when a subscriber leaves the shard, so shutdown can see the shard empty.
     pub fn subscriber_gone(&self) {
-        if self.stopping.get() {
-            self.notify();
+        if self.is_stopping() {
+            self.life.notify();
         }
     }
 
-    /// Hands an update to the sequencer and waits until it is sequenced and visible on this
-    /// core. Never waits on a full queue: a full sequencer inbox is a 503.
+    /// Hands an update to the order and waits until it is sequenced and visible on this
+    /// core. Never waits on a full queue: a full inbox is a 503.
     pub async fn publish(&self, update: Update) -> Result<(), HttpError> {
-        if self.stopping.get() {
+        let Some(_inflight) = self.life.begin_publish() else {
             return Err(HttpError::Unavailable("shutting down"));
+        };
+        let mut update = update;
+        if self.workers == 1 {
+            if let Some(order) = &self.order {
+                // One core, and nothing ahead of this update: sequence it here, in the order
+                // the sequencer task would, without two task switches, a queue and a oneshot
+                // per publish (measured in bench-results/).
+                let origin = Origin {
+                    core: self.index,
+                    token: self.requests.token(),
+                };
+                match order.sequence_now(update, origin) {
+                    Ok(s) => {
+                        let peers = self.distribute(s);
+                        debug_assert!(peers.is_empty());
+                        Stats::add(&self.stats.published, 1);
+                        return Ok(());
+                    }
+                    Err(back) => update = back,
+                }
+            }
         }
-        let token = self.token();
-        if self.workers == 1 && self.sequencing.get() == 0 {
-            // One core, and nothing ahead of this update in the sequencer's inbox: sequence
-            // it here, in the same order the sequencer would, without two task switches, a
-            // channel and a oneshot per publish (measured in bench-results/).
-            let origin = Origin {
-                core: self.index,
-                token,
-            };
-            let peers = self.sequence(update, origin);
-            debug_assert!(peers.is_empty());
-            Stats::add(&self.stats.published, 1);
-            return Ok(());
+        let (token, rx) = self.requests.ask(Vec::new(), 1);
+        if self.send_to_order(update, token).is_err() {
+            self.requests.forget(token);
+            return Err(HttpError::Unavailable("publish queue full"));
         }
-        let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().insert(token, tx);
-        if let Err(e) = self.send_to_sequencer(update, token) {
-            self.pending.borrow_mut().remove(&token);
-            return Err(e);
-        }
-        self.inflight.set(self.inflight.get() + 1);
         let done = rx.await;
-        self.inflight.set(self.inflight.get() - 1);
-        if self.inflight.get() == 0 {
-            self.notify();
-        }
         Stats::add(&self.stats.published, 1);
-        done.map_err(|_| HttpError::Unavailable("shutting down"))
+        done.map(drop)
+            .map_err(|_| HttpError::Unavailable("shutting down"))
     }
 
-    /// Hands an update the gateway makes itself (subscription events) to the sequencer,
-    /// without waiting for it. Dropped when stopping (returns true: nothing is lost that a
-    /// client could still see) or when the inbox is full (returns false, for the caller to
-    /// log with its connection's id).
-    #[must_use]
-    pub fn submit(&self, update: Update) -> bool {
-        if self.stopping.get() {
-            return true;
+    /// Hands an update the gateway makes itself (subscription events) to the order, without
+    /// waiting for it.
+    pub fn submit(&self, update: Update) -> Result<(), NotSubmitted> {
+        if self.is_stopping() {
+            return Err(NotSubmitted::Stopping);
         }
-        let token = self.token();
-        self.send_to_sequencer(update, token).is_ok()
+        let token = self.requests.token();
+        self.send_to_order(update, token)
+            .map_err(|_| NotSubmitted::Full)
     }
 
-    fn token(&self) -> u64 {
-        let token = self.next_token.get();
-        self.next_token.set(token + 1);
-        token
-    }
-
-    fn send_to_sequencer(&self, update: Update, token: u64) -> Result<(), HttpError> {
+    /// Sends an update to the order (on this core, or to the sequencing core); `Err` when
+    /// the inbox on the way is full.
+    fn send_to_order(&self, update: Update, token: u64) -> Result<(), QueueFull> {
         let origin = Origin {
             core: self.index,
             token,
         };
-        let sent = match &self.sequencer_tx {
-            Some(seq) => {
-                let ok = seq.try_send((update, origin)).is_ok();
-                if ok {
-                    self.sequencing.set(self.sequencing.get() + 1);
-                }
-                ok
-            }
+        match &self.order {
+            Some(order) => order.submit(update, origin).map_err(|_| QueueFull),
             None => self
                 .mesh
                 .try_send_to(SEQUENCER, CoreMsg::Publish { origin, update })
-                .is_ok(),
-        };
-        if sent {
-            Ok(())
-        } else {
-            Err(HttpError::Unavailable("publish queue full"))
+                .map_err(|_| QueueFull),
         }
     }
 
     /// Makes sure this core has applied the event `id` names, if the sequencer has it: a
     /// client that saw it on another core (which may be a few events ahead of this one)
     /// must resume after it here, not from the start. Bounded by `limit`.
-    pub async fn catch_up_to(&self, id: &str, limit: std::time::Duration) {
-        if self.index == SEQUENCER || self.history.borrow().contains(id) {
+    pub async fn catch_up_to(&self, id: &str, limit: Duration) {
+        if self.order.is_some() || self.history.borrow().contains(id) {
             return;
         }
-        let token = self.token();
-        let (tx, rx) = oneshot::channel();
-        self.locating.borrow_mut().insert(token, tx);
-        let origin = Origin {
-            core: self.index,
-            token,
-        };
-        let ask = CoreMsg::Locate {
-            origin,
-            id: id.to_owned(),
+        let (token, rx) = self.requests.ask(Vec::new(), 1);
+        let ask = CoreMsg::Ask {
+            origin: Origin {
+                core: self.index,
+                token,
+            },
+            question: Question::Locate(id.to_owned()),
         };
         let wait = async {
             if self.mesh.send_to(SEQUENCER, ask).await.is_err() {
                 return;
             }
-            if let Ok(Some(seq)) = rx.await {
+            let Ok(replies) = rx.await else { return };
+            if let Some(Reply::Located(Some(seq))) = replies.first() {
+                let seq = *seq;
                 self.seq_waiters.set(self.seq_waiters.get() + 1);
-                self.wait_until(|c| c.applied_seq.get() >= seq).await;
+                super::lifecycle::wait_on(&self.applied, || self.applied_seq.get() >= seq).await;
                 self.seq_waiters.set(self.seq_waiters.get() - 1);
             }
         };
         future::or(wait, glommio::timer::sleep(limit)).await;
-        self.locating.borrow_mut().remove(&token);
+        self.requests.forget(token);
     }
 
-    /// This core's answer to `kind`.
-    pub fn answer(&self, kind: QueryKind) -> Answer {
-        match kind {
-            QueryKind::Subscriptions => Answer::Subscriptions(self.shard.borrow().subscriptions()),
-            QueryKind::Stats => {
+    /// This core's answer to `question`.
+    pub fn answer(&self, question: &Question) -> Reply {
+        match question {
+            Question::Subscriptions => Reply::Subscriptions(self.shard.borrow().subscriptions()),
+            Question::Stats => {
                 let shard = self.shard.borrow();
-                Answer::Stats(Box::new(self.stats.snapshot(
+                Reply::Stats(Box::new(self.stats.snapshot(
                     self.index,
                     shard.len() as u64,
                     shard.queued_bytes() as u64,
                     self.history.borrow().len() as u64,
                 )))
             }
+            Question::Locate(id) => Reply::Located(self.history.borrow().seq_of(id)),
         }
     }
 
-    /// Every core's answer to `kind` (this one's first), gathered through the mesh.
-    pub async fn gather(&self, kind: QueryKind) -> Result<Vec<Answer>, HttpError> {
-        let mine = self.answer(kind);
+    /// Every core's answer to `question` (this one's first), gathered through the mesh.
+    pub async fn gather(&self, question: Question) -> Result<Vec<Reply>, HttpError> {
+        let mine = self.answer(&question);
         if self.workers == 1 {
             return Ok(vec![mine]);
         }
-        let token = self.token();
-        let (tx, rx) = oneshot::channel();
-        self.gatherings.borrow_mut().insert(
-            token,
-            Gathering {
-                answers: vec![mine],
-                remaining: self.workers - 1,
-                done: Some(tx),
-            },
-        );
+        let (token, rx) = self.requests.ask(vec![mine], self.workers - 1);
         let origin = Origin {
             core: self.index,
             token,
         };
         for peer in (0..self.workers).filter(|&p| p != self.index) {
-            if self
-                .mesh
-                .send_to(peer, CoreMsg::Query { origin, kind })
-                .await
-                .is_err()
-            {
-                self.gatherings.borrow_mut().remove(&token);
+            let ask = CoreMsg::Ask {
+                origin,
+                question: question.clone(),
+            };
+            if self.mesh.send_to(peer, ask).await.is_err() {
+                self.requests.forget(token);
                 return Err(HttpError::Unavailable("a core is not answering"));
             }
         }
@@ -419,39 +338,26 @@ impl Core {
     /// The active subscriptions of every core.
     pub async fn gather_subscriptions(&self) -> Result<Vec<SubscriptionInfo>, HttpError> {
         let mut all = Vec::new();
-        for answer in self.gather(QueryKind::Subscriptions).await? {
-            if let Answer::Subscriptions(list) = answer {
+        for reply in self.gather(Question::Subscriptions).await? {
+            if let Reply::Subscriptions(list) = reply {
                 all.extend(list);
             }
         }
         Ok(all)
     }
 
-    fn take_answer(&self, token: u64, answer: Answer) {
-        let mut gatherings = self.gatherings.borrow_mut();
-        let Some(g) = gatherings.get_mut(&token) else {
-            return;
-        };
-        g.answers.push(answer);
-        g.remaining -= 1;
-        if g.remaining == 0 {
-            if let Some(g) = gatherings.remove(&token) {
-                if let Some(done) = g.done {
-                    let _ = done.send(g.answers);
-                }
-            }
-        }
-    }
-
-    /// The sequencer's step (core 0): numbers the update, encodes it once, applies it here and
-    /// returns the messages that carry it to every other core. Applied here first: the
-    /// sequencer's core is never behind another core, so it is the authority a resuming core
-    /// asks about an id it does not know yet.
-    fn sequence(&self, update: Update, origin: Origin) -> Vec<(usize, CoreMsg)> {
-        let seq = self.next_seq.get();
-        self.next_seq.set(seq + 1);
-        let frame = encode(&update);
-        let at = Instant::now();
+    /// An event in its final place: applied here first, and the messages that carry it to
+    /// every other core returned. Applied here first: the sequencing core is never behind
+    /// another core, so it is the authority a resuming core asks about an id it does not
+    /// know yet.
+    fn distribute(&self, s: Sequenced) -> Vec<(usize, CoreMsg)> {
+        let Sequenced {
+            seq,
+            update,
+            frame,
+            at,
+            origin,
+        } = s;
         let peers: Vec<_> = (0..self.workers)
             .filter(|&p| p != self.index)
             .map(|peer| {
@@ -486,7 +392,7 @@ impl Core {
     fn apply(&self, ev: Event, origin: Origin) {
         self.applied_seq.set(ev.seq);
         if self.seq_waiters.get() > 0 {
-            self.notify();
+            self.applied.notify(usize::MAX);
         }
         let ev = Rc::new(ev);
         {
@@ -505,307 +411,159 @@ impl Core {
             );
         }
         if origin.core == self.index {
-            if let Some(tx) = self.pending.borrow_mut().remove(&origin.token) {
-                let _ = tx.send(());
+            self.requests.answer(origin.token, Reply::Sequenced);
+        }
+    }
+
+    /// The order's task (sequencing core): each event the order yields is applied here and
+    /// then sent to every other core, in that order.
+    pub async fn run_order(self: Rc<Self>) {
+        let Some(order) = self.order.clone() else {
+            return;
+        };
+        loop {
+            let s = poll_fn(|cx| order.poll_next(cx)).await;
+            self.broadcasting.set(self.broadcasting.get() + 1);
+            for (peer, msg) in self.distribute(s) {
+                // Waits only if that core is behind by a full mesh channel: back-pressure
+                // between cores, never on a subscriber.
+                if self.mesh.send_to(peer, msg).await.is_err() {
+                    tracing::warn!(peer, "core channel closed; event not forwarded");
+                }
+            }
+            self.broadcasting.set(self.broadcasting.get() - 1);
+            if self.order_idle() {
+                self.life.notify();
             }
         }
     }
-}
 
-/// ④ The sequencer (core 0): one task, one inbox, one order. Each update is sequenced
-/// (`Core::sequence`: numbered, encoded once, applied here) and then sent to every other core.
-/// With one core, a publish that finds the inbox empty is sequenced by its own connection
-/// (`Core::publish`), which gives the same order without the hop.
-async fn run_sequencer(core: Rc<Core>, inbox: LocalReceiver<(Update, Origin)>) {
-    while let Some((update, origin)) = inbox.recv().await {
-        let peers = core.sequence(update, origin);
-        for (peer, msg) in peers {
-            // Waits only if that core is behind by MESH_CAPACITY events: back-pressure
-            // between cores, never on a subscriber.
-            if core.mesh.send_to(peer, msg).await.is_err() {
-                tracing::warn!(peer, "core channel closed; event not forwarded");
-            }
-        }
-        core.sequencing.set(core.sequencing.get() - 1);
-        if core.sequencing.get() == 0 {
-            core.notify();
-        }
+    fn order_idle(&self) -> bool {
+        self.broadcasting.get() == 0 && self.order.as_ref().is_none_or(|o| o.backlog() == 0)
     }
-}
 
-/// Receives what `peer` sends this core, in order.
-async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: usize) {
-    while let Ok(Some(msg)) = receivers.recv_from(peer).await {
-        match msg {
-            CoreMsg::Publish { origin, update } => {
-                if let Some(tx) = &core.sequencer_tx {
-                    core.sequencing.set(core.sequencing.get() + 1);
-                    if tx.send((update, origin)).await.is_err() {
-                        core.sequencing.set(core.sequencing.get() - 1);
+    /// Receives what `peer` sends this core, in order.
+    pub async fn run_receiver(self: Rc<Self>, receivers: Rc<Receivers<CoreMsg>>, peer: usize) {
+        while let Ok(Some(msg)) = receivers.recv_from(peer).await {
+            match msg {
+                CoreMsg::Publish { origin, update } => {
+                    let Some(order) = &self.order else { continue };
+                    // Already accepted by its core: wait for room rather than drop it.
+                    let mut update = update;
+                    loop {
+                        poll_fn(|cx| order.poll_ready(cx)).await;
+                        match order.submit(update, origin) {
+                            Ok(()) => break,
+                            Err(Full(back)) => update = back,
+                        }
                     }
                 }
-            }
-            CoreMsg::Query { origin, kind } => {
-                let reply = CoreMsg::Answer {
-                    token: origin.token,
-                    answer: core.answer(kind),
-                };
-                let _ = core.mesh.send_to(origin.core, reply).await;
-            }
-            CoreMsg::Answer { token, answer } => core.take_answer(token, answer),
-            CoreMsg::Locate { origin, id } => {
-                let seq = core.history.borrow().seq_of(&id);
-                let reply = CoreMsg::Located {
-                    token: origin.token,
-                    seq,
-                };
-                let _ = core.mesh.send_to(origin.core, reply).await;
-            }
-            CoreMsg::Located { token, seq } => {
-                if let Some(tx) = core.locating.borrow_mut().remove(&token) {
-                    let _ = tx.send(seq);
+                CoreMsg::Ask { origin, question } => {
+                    let reply = CoreMsg::Reply {
+                        token: origin.token,
+                        reply: self.answer(&question),
+                    };
+                    let _ = self.mesh.send_to(origin.core, reply).await;
                 }
-            }
-            CoreMsg::Event {
-                seq,
-                id,
-                topics,
-                private,
-                frame,
-                at,
-                origin,
-            } => core.apply(
-                Event {
+                CoreMsg::Reply { token, reply } => self.requests.answer(token, reply),
+                CoreMsg::Event {
                     seq,
-                    id: id.into(),
-                    topics: topics.into_iter().map(Into::into).collect(),
+                    id,
+                    topics,
                     private,
-                    // One copy per core, so subscribers here clone a core-local refcount
-                    // instead of bouncing one cache line between cores per delivery.
-                    frame: Bytes::copy_from_slice(&frame),
+                    frame,
                     at,
-                },
-                origin,
-            ),
-            CoreMsg::Drained => {
-                core.drained_peers.set(core.drained_peers.get() + 1);
-                core.notify();
+                    origin,
+                } => self.apply(
+                    Event {
+                        seq,
+                        id: id.into(),
+                        topics: topics.into_iter().map(Into::into).collect(),
+                        private,
+                        // One copy per core, so subscribers here clone a core-local refcount
+                        // instead of bouncing one cache line between cores per delivery.
+                        frame: Bytes::copy_from_slice(&frame),
+                        at,
+                    },
+                    origin,
+                ),
+                CoreMsg::Drained => {
+                    self.drained_peers.set(self.drained_peers.get() + 1);
+                    self.life.notify();
+                }
+                CoreMsg::Flush => self.life.advance(Phase::Flushed),
             }
-            CoreMsg::Flush => {
-                core.flushed.set(true);
-                core.notify();
+        }
+    }
+
+    /// The per-core sweep. Heartbeats: each tick visits one slice of the table, so idle
+    /// subscribers get their `:` line about every `heartbeat_interval`, spread over it.
+    /// Token expiry and stream lifetimes: each tick (at most a second apart) ends the
+    /// subscribers whose deadline passed.
+    pub async fn run_sweep(self: Rc<Self>) {
+        let interval = self.cfg.heartbeat_interval;
+        let phases = (interval.as_millis() / 5).clamp(1, 16) as usize;
+        let phases = phases.max(interval.as_secs() as usize).min(3600);
+        let tick = interval / phases as u32;
+        let mut phase = 0;
+        while !self.is_stopping() {
+            future::or(glommio::timer::sleep(tick), self.stopped()).await;
+            if self.is_stopping() {
+                break;
             }
-        }
-    }
-}
-
-/// Milliseconds since the Unix epoch (token `exp` and stream lifetimes are wall-clock).
-pub fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The per-core sweep. Heartbeats: each tick visits one slice of the table, so idle
-/// subscribers get their `:` line about every `heartbeat_interval`, spread over it. Token
-/// expiry and stream lifetimes: each tick (at most a second apart) ends the subscribers whose
-/// deadline passed.
-async fn run_heartbeats(core: Rc<Core>) {
-    let interval = core.cfg.heartbeat_interval;
-    let phases = (interval.as_millis() / 5).clamp(1, 16) as usize;
-    let phases = phases.max(interval.as_secs() as usize).min(3600);
-    let tick = interval / phases as u32;
-    let mut phase = 0;
-    while !core.stopping.get() {
-        future::or(glommio::timer::sleep(tick), core.stopped()).await;
-        if core.stopping.get() {
-            break;
-        }
-        let now = Instant::now();
-        core.liveness.tick(core.index);
-        core.flush_access_log();
-        let mut shard = core.shard.borrow_mut();
-        let sent = shard.heartbeat_step(phase, phases, now, interval);
-        let expired = shard.deadlines(unix_millis());
-        drop(shard);
-        Stats::add(&core.stats.heartbeats, sent as u64);
-        Stats::add(&core.stats.tokens_expired, expired.tokens as u64);
-        Stats::add(&core.stats.lifetimes_ended, expired.lifetimes as u64);
-        if phase == 0 {
-            core.history.borrow_mut().expire(now);
-        }
-        phase = (phase + 1) % phases;
-    }
-}
-
-/// A core's life: build its state, start its tasks, report ready, serve until told to stop,
-/// then shut down in order.
-pub(super) async fn run(boot: Arc<Boot>, mesh: Senders<CoreMsg>, receivers: Receivers<CoreMsg>) {
-    let index = mesh.peer_id();
-    let cfg = boot.cfg.clone();
-    let (sequencer_tx, sequencer_rx) = if index == SEQUENCER {
-        let (tx, rx) = local_channel::new_bounded(super::MESH_CAPACITY);
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    };
-    let publisher_auth = Verifier::new(cfg.publisher_jwt_algorithm, &boot.publisher_key);
-    let subscriber_auth = match &cfg.subscriber_jwt_key {
-        Some(key) => Verifier::new(cfg.subscriber_jwt_algorithm, key),
-        None => Verifier::new(cfg.publisher_jwt_algorithm, &boot.publisher_key),
-    };
-    let (publisher_auth, subscriber_auth) = match (publisher_auth, subscriber_auth) {
-        (Ok(p), Ok(s)) => (p, s),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(core = index, error = %e, "invalid JWT key");
-            return;
-        }
-    };
-    let core = Rc::new(Core {
-        index,
-        workers: boot.workers,
-        shard: RefCell::new(
-            Shard::new(cfg.max_queued_bytes).template_budget(cfg.max_template_bytes),
-        ),
-        history: RefCell::new(History::new(cfg.history_size, cfg.history_max_age)),
-        publisher_auth,
-        subscriber_auth,
-        cors: Cors::new(&cfg.cors_origins),
-        tls: RefCell::new(boot.tls.clone()),
-        next_serial: Cell::new(0),
-        conns: boot.conns.clone(),
-        stats: Stats::default(),
-        access_log: boot.access_log.clone().map(|tx| AccessLog::new(index, tx)),
-        liveness: boot.liveness.clone(),
-        mesh,
-        sequencer_tx,
-        pending: RefCell::new(FastMap::default()),
-        gatherings: RefCell::new(FastMap::default()),
-        locating: RefCell::new(FastMap::default()),
-        applied_seq: Cell::new(0),
-        seq_waiters: Cell::new(0),
-        sequencing: Cell::new(0),
-        next_seq: Cell::new(1),
-        next_token: Cell::new(0),
-        inflight: Cell::new(0),
-        stopping: Cell::new(false),
-        drained_peers: Cell::new(0),
-        flushed: Cell::new(false),
-        changed: Notify::new(),
-        stop: Notify::new(),
-        cfg,
-    });
-    let fd = boot.listeners.lock().ok().and_then(|mut l| l[index].take());
-    let stop_rx = boot.stop_rx.lock().ok().and_then(|mut s| s[index].take());
-    if let Some(reload) = boot
-        .tls_reload
-        .lock()
-        .ok()
-        .and_then(|mut r| r[index].take())
-    {
-        let core = core.clone();
-        glommio::spawn_local(async move {
-            while let Ok(config) = reload.recv_async().await {
-                *core.tls.borrow_mut() = Some(config);
-                tracing::info!(core = core.index, "TLS certificate reloaded");
+            let now = Instant::now();
+            self.liveness.tick(self.index);
+            self.flush_access_log();
+            let mut shard = self.shard.borrow_mut();
+            let sent = shard.heartbeat_step(phase, phases, now, interval);
+            let expired = shard.deadlines(crate::clock::unix_millis());
+            drop(shard);
+            Stats::add(&self.stats.heartbeats, sent as u64);
+            Stats::add(&self.stats.tokens_expired, expired.tokens as u64);
+            Stats::add(&self.stats.lifetimes_ended, expired.lifetimes as u64);
+            if phase == 0 {
+                self.history.borrow_mut().expire(now);
             }
-        })
-        .detach();
-    }
-    let (Some(fd), Some(stop_rx)) = (fd, stop_rx) else {
-        tracing::error!(core = index, "no listener handed to this core");
-        return;
-    };
-
-    if let Some(rx) = sequencer_rx {
-        glommio::spawn_local(run_sequencer(core.clone(), rx)).detach();
-    }
-    let receivers = Rc::new(receivers);
-    for peer in (0..core.workers).filter(|&p| p != index) {
-        glommio::spawn_local(run_receiver(core.clone(), receivers.clone(), peer)).detach();
-    }
-    core.liveness.tick(index);
-    glommio::spawn_local(run_heartbeats(core.clone())).detach();
-    glommio::spawn_local(crate::conn::flusher::run(core.clone())).detach();
-    if index == SEQUENCER {
-        if let Some(admin) = boot.admin.lock().ok().and_then(|mut a| a.take()) {
-            glommio::spawn_local(crate::conn::admin::run(
-                core.clone(),
-                sys::glommio_listener(admin),
-            ))
-            .detach();
+            phase = (phase + 1) % phases;
         }
     }
-    let accept = glommio::spawn_local(listener::run(core.clone(), sys::glommio_listener(fd)));
-    let _ = boot.ready.send(index);
-    tracing::debug!(core = index, "core serving");
 
-    let _ = stop_rx.recv_async().await;
-    shutdown(&core).await;
-    accept.await;
-    core.flush_access_log();
-    let s = &core.stats;
-    tracing::info!(
-        core = index,
-        accepted = s.accepted.get(),
-        subscribed = s.subscribed.get(),
-        published = s.published.get(),
-        delivered = s.delivered.get(),
-        slow_consumers = s.slow_consumers.get(),
-        "core stopped"
-    );
-}
-
-/// Ordered shutdown: stop accepting and close idle publisher connections; let publishes in
-/// flight finish on every core; then, once the sequencer has sent its last event to every
-/// core, flush each subscriber's queue and close it so clients reconnect elsewhere.
-async fn shutdown(core: &Rc<Core>) {
-    core.stopping.set(true);
-    core.stop.notify(usize::MAX);
-    core.notify();
-    core.wait_until(|c| c.inflight.get() == 0).await;
-    if core.index == SEQUENCER {
-        core.wait_until(|c| c.drained_peers.get() == c.workers - 1)
-            .await;
-        // Updates the gateway submitted without waiting (subscription events) may still be
-        // in the inbox: sequence them before the last Flush.
-        core.wait_until(|c| c.sequencing.get() == 0).await;
+    /// Records that this core runs its tasks (for the watchdog).
+    pub fn tick(&self) {
+        self.liveness.tick(self.index);
     }
-    if core.workers > 1 {
-        if core.index == SEQUENCER {
-            for peer in 1..core.workers {
-                let _ = core.mesh.send_to(peer, CoreMsg::Flush).await;
+
+    /// Shutdown, first step: stop serving (listener, idle keep-alive connections and new
+    /// publishes see it at once) and wait for this core's publishes in flight.
+    pub async fn stop_serving(&self) {
+        self.life.advance(Phase::Draining);
+        self.life.until(|| self.life.inflight() == 0).await;
+    }
+
+    /// Shutdown, second step: once every core has no publish in flight and the order has
+    /// handed out its last event to every core, this core is flushed: nothing more will
+    /// reach its subscribers.
+    pub async fn finish_order(&self) {
+        if self.order.is_some() {
+            let peers = self.workers - 1;
+            self.life
+                .until(|| self.drained_peers.get() == peers && self.order_idle())
+                .await;
+            for peer in (0..self.workers).filter(|&p| p != self.index) {
+                let _ = self.mesh.send_to(peer, CoreMsg::Flush).await;
             }
+            self.life.advance(Phase::Flushed);
         } else {
-            let _ = core.mesh.send_to(SEQUENCER, CoreMsg::Drained).await;
-            core.wait_until(|c| c.flushed.get()).await;
+            let _ = self.mesh.send_to(SEQUENCER, CoreMsg::Drained).await;
+            self.life
+                .until(|| self.life.phase() >= Phase::Flushed)
+                .await;
         }
     }
-    drain_subscribers(core).await;
-    core.wait_until(|c| c.shard.borrow().is_empty()).await;
-}
 
-/// Closes this core's subscribers spread over `drain_period` rather than all at once, so
-/// their reconnections (to another process on the same port, or after a restart) do not
-/// arrive as one storm. Each gets a final `retry:` hint (jittered 100–1000 ms) so it
-/// reconnects promptly instead of after the browser's default delay.
-async fn drain_subscribers(core: &Rc<Core>) {
-    const STEPS: usize = 20;
-    let period = core.cfg.drain_period;
-    if period.is_zero() {
-        core.shard.borrow_mut().drain_all();
-        return;
-    }
-    let step = period / STEPS as u32;
-    for part in 0..STEPS {
-        let retry = bytes::Bytes::from(format!("retry: {}\n\n", fastrand::u32(100..1000)));
-        let drained = core
-            .shard
-            .borrow_mut()
-            .drain_slice(part, STEPS, Some(&retry));
-        tracing::debug!(core = core.index, part, drained, "draining subscribers");
-        if part + 1 < STEPS && !core.shard.borrow().is_empty() {
-            glommio::timer::sleep(step).await;
-        }
+    /// Shutdown, last step: waits until the shard is empty (every subscriber closed).
+    pub async fn until_no_subscriber(&self) {
+        self.life.until(|| self.shard.borrow().is_empty()).await;
+        self.life.advance(Phase::Stopped);
     }
 }
