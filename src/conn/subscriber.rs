@@ -417,7 +417,7 @@ async fn live_loop(core: &Core, stream: &mut Box<Stream>, id: usize) -> io::Resu
             Some(Next::Close) => return Ok(End::Drained),
             Some(Next::Dropped(reason)) => return Ok(End::Dropped(reason)),
             Some(Next::Write) => {
-                let Some(batch) = core.shard.borrow_mut().take_batch(id) else {
+                let Some(batch) = core.shard.borrow().batch(id) else {
                     continue;
                 };
                 let queued_at = core.shard.borrow_mut().take_queued_at(id);

@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod history;
+pub mod outbox;
 pub mod publish;
 pub mod selector;
 pub mod sequencer;

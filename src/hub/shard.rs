@@ -6,27 +6,20 @@
 //! subscriber whose queue would pass `max_queued_bytes` is dropped on the spot (it will
 //! reconnect and resume from history), so one slow client cannot hold up the core.
 //!
-//! Who writes a subscriber's queue to its socket:
-//! - the core's **flusher** (`conn::flusher`), for a plain socket whose send buffer has room:
-//!   fan-out only marks the subscriber dirty, and the flusher later writes everything queued
-//!   for it in one non-blocking send, many subscribers per wake-up, no task woken per
-//!   subscriber. Events that arrive while the flusher works through a long list coalesce
-//!   into the same send;
-//! - the connection's own **task**, while the response head and replay are being written,
-//!   after a send that did not take everything (it then awaits writability with
-//!   `write_timeout`), while draining, and always for TLS (records are sealed per connection).
-//!   It hands the subscriber back to the flusher once its queue is empty.
+//! Who writes a subscriber's queue to its socket, and when, is its [`Outbox`]'s business; the
+//! shard keeps the selector index, the deadlines and the fan-out.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use slab::Slab;
 
 use super::event::{Event, HEARTBEAT};
+use super::outbox::{Outbox, Pushed};
 use super::selector::Selector;
 use super::subscriptions::{SubscriberInfo, SubscriptionInfo};
 use super::{FastMap, IdSet};
@@ -64,19 +57,10 @@ pub enum Next {
 
 /// One subscriber's entry. Kept small: at 100k+ subscribers per core every field counts.
 struct Subscriber {
-    /// Frames waiting for the writer (clones of shared `Bytes`; empty when idle, no alloc).
-    queue: VecDeque<Bytes>,
-    /// Bytes queued or being written, not yet taken by the kernel.
-    queued_bytes: usize,
-    /// The writer task, parked until there is something to do.
-    waker: Option<Waker>,
-    /// Last time bytes were handed to the kernel, for heartbeats.
-    last_write: Instant,
+    /// Its queue and who writes it.
+    outbox: Outbox,
     /// Seq of the last event queued: an event matching several selectors is queued once.
     last_seq: u64,
-    /// When the sequencer accepted the oldest event queued since the last batch was taken,
-    /// for the publish→write latency histogram.
-    queued_at: Option<Instant>,
     /// What the subscriber asked for (to unindex, and to match replays).
     selectors: Box<[Selector]>,
     /// Its token's `mercure.subscribe` selectors: the private updates it may receive.
@@ -88,14 +72,6 @@ struct Subscriber {
     state: State,
     /// The socket, so a drop can abort a write in progress (and the flusher can write).
     fd: RawFd,
-    /// A plain socket: the flusher may write to it.
-    direct: bool,
-    /// The connection's task writes the queue (see the module docs); else the flusher does.
-    task_writes: bool,
-    /// On the flusher's list.
-    dirty: bool,
-    /// Bytes the flusher wrote (the task's writes are counted by its stream).
-    flushed: u64,
 }
 
 /// What [`Shard::add`] needs to know about a new subscriber.
@@ -228,7 +204,7 @@ impl Shard {
 
     /// Bytes queued for all subscribers, not yet taken by the kernel.
     pub fn queued_bytes(&self) -> usize {
-        self.subs.iter().map(|(_, s)| s.queued_bytes).sum()
+        self.subs.iter().map(|(_, s)| s.outbox.queued_bytes()).sum()
     }
 
     /// Whether this core has no subscriber.
@@ -283,24 +259,16 @@ impl Shard {
     /// already in history, which its writer replays itself). Returns its id.
     pub fn add(&mut self, new: NewSubscriber) -> usize {
         let id = self.subs.insert(Subscriber {
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            waker: None,
-            last_write: Instant::now(),
+            // The task writes the response head and the replay first; the flusher takes over
+            // a plain socket when the task finds its queue empty.
+            outbox: Outbox::new(new.direct, Instant::now()),
             last_seq: new.after_seq,
-            queued_at: None,
             selectors: new.selectors.into_boxed_slice(),
             rights: new.rights.map(Vec::into_boxed_slice),
             serial: new.serial,
             info: new.info,
             state: State::Open,
             fd: new.fd,
-            direct: new.direct,
-            // The task writes the response head and the replay first; the flusher takes over
-            // when the task finds its queue empty.
-            task_writes: true,
-            dirty: false,
-            flushed: 0,
         });
         if let Some(exp) = new.expires {
             let at = exp.saturating_mul(1000);
@@ -370,7 +338,7 @@ impl Shard {
         self.subs.try_remove(id).map(|s| Departed {
             selectors: s.selectors,
             info: s.info,
-            flushed: s.flushed,
+            flushed: s.outbox.flushed_bytes(),
         })
     }
 
@@ -432,8 +400,6 @@ impl Shard {
             return;
         };
         sub.state = State::Dropped(reason);
-        sub.queue = VecDeque::new();
-        sub.queued_bytes = 0;
         if reason == DropReason::SlowConsumer {
             // What it did not read is lost anyway (it resumes from history): reset, so the
             // kernel frees its send buffer now rather than keep an orphan socket full of
@@ -441,9 +407,7 @@ impl Shard {
             sys::abort_on_close(sub.fd);
         }
         sys::shutdown_both(sub.fd);
-        if let Some(w) = sub.waker.take() {
-            w.wake();
-        }
+        sub.outbox.clear();
     }
 
     /// Acts on the deadlines passed at `now_ms` (milliseconds since the epoch): a subscriber
@@ -491,8 +455,7 @@ impl Shard {
                 continue;
             }
             if let Some(r) = retry {
-                sub.queued_bytes += r.len();
-                sub.queue.push_back(r.clone());
+                let _ = sub.outbox.push(r.clone(), None);
             }
             sub.drain();
             n += 1;
@@ -500,8 +463,8 @@ impl Shard {
         n
     }
 
-    /// The writer's wait: ready when something is queued or the subscriber must close;
-    /// otherwise parks the writer's waker.
+    /// The writer task's wait: ready when it has something to write or the subscriber
+    /// must close; otherwise parks it (see [`Outbox::poll_task`]).
     pub fn poll_next(&mut self, id: usize, cx: &mut Context<'_>) -> Poll<Next> {
         let Some(sub) = self.subs.get_mut(id) else {
             return Poll::Ready(Next::Close);
@@ -509,52 +472,28 @@ impl Shard {
         match sub.state {
             State::Dropped(r) => Poll::Ready(Next::Dropped(r)),
             // Draining subscribers are always written by their task.
-            State::Draining if sub.queue.is_empty() => Poll::Ready(Next::Close),
+            State::Draining if sub.outbox.is_empty() => Poll::Ready(Next::Close),
             State::Draining => Poll::Ready(Next::Write),
-            State::Open if sub.task_writes && !sub.queue.is_empty() => Poll::Ready(Next::Write),
-            State::Open => {
-                if sub.direct {
-                    // Nothing left for the task to write: the flusher takes over.
-                    sub.task_writes = false;
-                }
-                match &sub.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => sub.waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
+            State::Open => sub.outbox.poll_task(cx).map(|()| Next::Write),
         }
     }
 
-    /// Takes everything queued as one contiguous buffer (zero-copy when one frame is queued):
-    /// one write per wake-up, however many events arrived meanwhile.
-    pub fn take_batch(&mut self, id: usize) -> Option<Bytes> {
-        let sub = self.subs.get_mut(id)?;
-        match sub.queue.len() {
-            0 => None,
-            1 => sub.queue.pop_front(),
-            _ => {
-                let mut buf = BytesMut::with_capacity(sub.queued_bytes);
-                for frame in sub.queue.drain(..) {
-                    buf.extend_from_slice(&frame);
-                }
-                Some(buf.freeze())
-            }
-        }
+    /// Everything queued for `id`, as one buffer (see [`Outbox::batch`]).
+    pub fn batch(&self, id: usize) -> Option<Bytes> {
+        self.subs.get(id)?.outbox.batch()
     }
 
     /// When the oldest event in the batch just taken was accepted by the sequencer (`None`
     /// for a batch of heartbeats or shutdown hints); resets it for the next batch. Call right
-    /// after [`Shard::take_batch`].
+    /// after [`Shard::batch`].
     pub fn take_queued_at(&mut self, id: usize) -> Option<Instant> {
-        self.subs.get_mut(id)?.queued_at.take()
+        self.subs.get_mut(id)?.outbox.take_queued_at()
     }
 
-    /// Records that `n` bytes reached the kernel.
+    /// Records that the task's write of `n` bytes reached the kernel.
     pub fn written(&mut self, id: usize, n: usize, now: Instant) {
         if let Some(sub) = self.subs.get_mut(id) {
-            sub.queued_bytes = sub.queued_bytes.saturating_sub(n);
-            sub.last_write = now;
+            sub.outbox.consume(n, now);
         }
     }
 
@@ -580,33 +519,17 @@ impl Shard {
         }
     }
 
-    /// What the flusher should send to dirty subscriber `id` (its socket and everything
-    /// queued, as one buffer: zero-copy when one frame is queued), or `None` when there is
-    /// nothing for the flusher to do (removed, dropped, or its task writes now).
+    /// What the flusher should send to dirty subscriber `id`: its socket and everything
+    /// queued, or `None` when there is nothing for the flusher to do (removed, dropped, or
+    /// its task writes now).
     pub fn flush_begin(&mut self, id: usize) -> Option<(RawFd, Bytes)> {
         let sub = self.subs.get_mut(id)?;
-        if !std::mem::take(&mut sub.dirty) || sub.task_writes || sub.state != State::Open {
-            return None;
-        }
-        let bytes = match sub.queue.len() {
-            0 => return None,
-            1 => sub.queue[0].clone(),
-            _ => {
-                let mut buf = BytesMut::with_capacity(sub.queued_bytes);
-                for frame in &sub.queue {
-                    buf.extend_from_slice(frame);
-                }
-                buf.freeze()
-            }
-        };
-        Some((sub.fd, bytes))
+        let bytes = sub.outbox.take_for_flusher()?;
+        (sub.state == State::Open).then_some((sub.fd, bytes))
     }
 
-    /// Records the outcome of the flusher's send to `id` of `len` bytes; returns the bytes the
-    /// kernel took and, when it took some, when the oldest event among them was accepted (for
-    /// the latency histogram). Anything short of all of them (a full send buffer, an error)
-    /// hands the subscriber to its task, which waits for writability with `write_timeout` (or
-    /// meets the same error and ends the stream).
+    /// Records the outcome of the flusher's send to `id` of `len` bytes (see
+    /// [`Outbox::flushed`]).
     pub fn flush_end(
         &mut self,
         id: usize,
@@ -614,20 +537,10 @@ impl Shard {
         sent: std::io::Result<usize>,
         now: Instant,
     ) -> (usize, Option<Instant>) {
-        let Some(sub) = self.subs.get_mut(id) else {
-            return (0, None);
-        };
-        let n = *sent.as_ref().unwrap_or(&0);
-        sub.consume(n, now);
-        sub.flushed += n as u64;
-        let queued_at = if n > 0 { sub.queued_at.take() } else { None };
-        if n < len || !sub.queue.is_empty() {
-            sub.task_writes = true;
-            if let Some(w) = sub.waker.take() {
-                w.wake();
-            }
+        match self.subs.get_mut(id) {
+            Some(sub) => sub.outbox.flushed(len, sent, now),
+            None => (0, None),
         }
-        (n, queued_at)
     }
 
     /// One step of the heartbeat sweep. The table is cut into `phases` slices by id; each
@@ -648,12 +561,12 @@ impl Shard {
         while id < end {
             if let Some(sub) = self.subs.get_mut(id) {
                 if sub.state == State::Open
-                    && sub.queue.is_empty()
-                    && now.saturating_duration_since(sub.last_write) >= due
+                    && sub.outbox.is_empty()
+                    && now.saturating_duration_since(sub.outbox.last_write()) >= due
                 {
-                    sub.queue.push_back(HEARTBEAT);
-                    sub.queued_bytes += HEARTBEAT.len();
-                    sub.notify_writer(id, &mut self.dirty);
+                    if sub.outbox.push(HEARTBEAT, None) == Pushed::MarkDirty {
+                        self.dirty.push(id);
+                    }
                     sent += 1;
                 }
             }
@@ -679,56 +592,21 @@ fn deliver(
         return;
     }
     sub.last_seq = ev.seq;
-    if sub.queued_bytes + ev.frame.len() > max {
+    if sub.outbox.queued_bytes() + ev.frame.len() > max {
         drop.push(id);
         return;
     }
-    sub.queued_bytes += ev.frame.len();
-    sub.queue.push_back(ev.frame.clone());
-    sub.queued_at.get_or_insert(ev.at);
-    sub.notify_writer(id, dirty);
+    if sub.outbox.push(ev.frame.clone(), Some(ev.at)) == Pushed::MarkDirty {
+        dirty.push(id);
+    }
     out.delivered += 1;
 }
 
 impl Subscriber {
-    /// Frames were queued: tell whoever writes this subscriber.
-    #[inline]
-    fn notify_writer(&mut self, id: usize, dirty: &mut Vec<usize>) {
-        if self.task_writes {
-            if let Some(w) = self.waker.take() {
-                w.wake();
-            }
-        } else if !self.dirty {
-            self.dirty = true;
-            dirty.push(id);
-        }
-    }
-
     /// Write what is queued, then close: the task does this, so it owns the writes now.
     fn drain(&mut self) {
         self.state = State::Draining;
-        self.task_writes = true;
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-    }
-
-    /// `n` bytes from the front of the queue reached the kernel.
-    fn consume(&mut self, mut n: usize, now: Instant) {
-        self.queued_bytes = self.queued_bytes.saturating_sub(n);
-        self.last_write = now;
-        while n > 0 {
-            let Some(front) = self.queue.front_mut() else {
-                break;
-            };
-            if front.len() <= n {
-                n -= front.len();
-                self.queue.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
+        self.outbox.to_task();
     }
 }
 
@@ -795,10 +673,10 @@ mod tests {
         s.fan_out(&ev(1, &["t"], 10));
         assert!(dirty(&mut s).is_empty());
         assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
-        let b = s.take_batch(plain).unwrap();
+        let b = s.batch(plain).unwrap();
         s.written(plain, b.len(), Instant::now());
         assert_eq!(park(&mut s, plain), Poll::Pending);
-        assert_eq!(s.take_batch(tls).unwrap().len(), 10);
+        assert_eq!(s.batch(tls).unwrap().len(), 10);
         s.written(tls, 10, Instant::now());
         assert_eq!(park(&mut s, tls), Poll::Pending);
 
@@ -829,13 +707,13 @@ mod tests {
         let (_, bytes) = s.flush_begin(plain).unwrap();
         assert_eq!(s.flush_end(plain, bytes.len(), Ok(4), Instant::now()).0, 4);
         assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
-        assert_eq!(s.take_batch(plain).unwrap().len(), 16);
+        assert_eq!(s.batch(plain).unwrap().len(), 16);
         // While the task writes, new events are the task's too.
         s.fan_out(&ev(6, &["t"], 10));
         assert!(dirty(&mut s).is_empty());
         s.written(plain, 16, Instant::now());
         assert_eq!(park(&mut s, plain), Poll::Ready(Next::Write));
-        assert_eq!(s.take_batch(plain).unwrap().len(), 10);
+        assert_eq!(s.batch(plain).unwrap().len(), 10);
         s.written(plain, 10, Instant::now());
         // Empty again: back to the flusher.
         assert_eq!(park(&mut s, plain), Poll::Pending);
@@ -867,9 +745,9 @@ mod tests {
                 dropped: 0
             }
         );
-        assert_eq!(s.take_batch(a).unwrap().len(), 10);
-        assert!(s.take_batch(c).is_none());
-        assert_eq!(s.take_batch(star).unwrap().len(), 10);
+        assert_eq!(s.batch(a).unwrap().len(), 10);
+        assert!(s.batch(c).is_none());
+        assert_eq!(s.batch(star).unwrap().len(), 10);
     }
 
     #[test]
@@ -878,7 +756,7 @@ mod tests {
         let id = s.add(new(&["t"]));
         s.fan_out(&ev(1, &["t"], 4));
         s.fan_out(&ev(2, &["t"], 1000));
-        assert_eq!(s.take_batch(id).unwrap().len(), 1004);
+        assert_eq!(s.batch(id).unwrap().len(), 1004);
         // Not yet written: 1004 bytes still count; the next two pass the 2048 cap.
         assert_eq!(s.fan_out(&ev(3, &["t"], 1000)).delivered, 1);
         assert_eq!(s.fan_out(&ev(4, &["t"], 1000)).dropped, 1);
@@ -969,9 +847,9 @@ mod private_tests {
             ],
         ));
         assert_eq!(out.delivered, 1);
-        assert!(s.take_batch(alice).is_some());
-        assert!(s.take_batch(anon).is_none());
-        assert!(s.take_batch(other).is_none());
+        assert!(s.batch(alice).is_some());
+        assert!(s.batch(anon).is_none());
+        assert!(s.batch(other).is_none());
     }
 
     #[test]
