@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+pub use crate::auth::JwtAlgorithm;
+
 /// Declares every key once: `key: Type = default, flag { … }` makes the [`Config`] field
 /// (the leading doc comment and serde attributes go on it), its value in `Default`, the
 /// [`Cli`] flag (the attributes in `flag { … }`, with the flag's help) and the line of
@@ -352,18 +354,6 @@ config_keys! {
     }
 }
 
-/// JWT signature algorithms accepted for a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-pub enum JwtAlgorithm {
-    /// HMAC with SHA-256: the key is a shared secret.
-    #[default]
-    HS256,
-    /// RSA PKCS#1 v1.5 with SHA-256: the key is a PEM public key.
-    RS256,
-    /// ECDSA P-256 with SHA-256: the key is a PEM public key.
-    ES256,
-}
-
 /// How the flusher writes to plain subscriber sockets (TLS subscribers are written by their
 /// own task either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -507,11 +497,11 @@ impl Config {
         }
         if let Some(key) = &self.publisher_jwt_key {
             crate::auth::Verifier::new(self.publisher_jwt_algorithm, key)
-                .map_err(|e| invalid("publisher_jwt_key", e))?;
+                .map_err(|e| invalid("publisher_jwt_key", e.to_string()))?;
         }
         if let Some(key) = &self.subscriber_jwt_key {
             crate::auth::Verifier::new(self.subscriber_jwt_algorithm, key)
-                .map_err(|e| invalid("subscriber_jwt_key", e))?;
+                .map_err(|e| invalid("subscriber_jwt_key", e.to_string()))?;
         }
         if self.publisher_jwt_key.is_none() && self.publisher_jwt_algorithm != JwtAlgorithm::HS256 {
             return Err(invalid(

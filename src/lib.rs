@@ -56,6 +56,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod error;

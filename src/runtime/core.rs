@@ -18,6 +18,7 @@ use super::stats::Snapshot;
 use super::{Boot, Stats};
 use crate::access_log::{AccessLog, Record};
 use crate::auth::Verifier;
+use crate::clock::unix_millis;
 use crate::config::Config;
 use crate::error::HttpError;
 use crate::http::Cors;
@@ -597,13 +598,6 @@ async fn run_receiver(core: Rc<Core>, receivers: Rc<Receivers<CoreMsg>>, peer: u
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch (token `exp` and stream lifetimes are wall-clock).
-pub fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The per-core sweep. Heartbeats: each tick visits one slice of the table, so idle

@@ -5,8 +5,9 @@
 mod core;
 pub mod stats;
 
-pub use self::core::{unix_millis, Answer, Core, CoreMsg, Origin, QueryKind};
+pub use self::core::{Answer, Core, CoreMsg, Origin, QueryKind};
 pub use self::stats::{Snapshot, Stats};
+pub use crate::clock::unix_millis;
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
