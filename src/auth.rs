@@ -2,6 +2,7 @@
 //! the `mercure` claim.
 
 use std::cell::RefCell;
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use base64::Engine;
@@ -9,13 +10,48 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::JwtAlgorithm;
 use crate::error::HttpError;
 use crate::hub::selector::Selector;
 use crate::hub::FastMap;
 
 /// The cookie a browser presents its token in (the name the spec recommends).
 pub const COOKIE_NAME: &str = "mercureAuthorization";
+
+/// JWT signature algorithms accepted for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+pub enum JwtAlgorithm {
+    /// HMAC with SHA-256: the key is a shared secret.
+    #[default]
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256: the key is a PEM public key.
+    RS256,
+    /// ECDSA P-256 with SHA-256: the key is a PEM public key.
+    ES256,
+}
+
+/// Why a configured JWT key cannot be used (the operator's fault: checked by
+/// `Config::validate` before the gateway starts).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key is the empty string.
+    #[error("the key is empty")]
+    Empty,
+    /// An RS256/ES256 key that is not inline PEM names a file that cannot be read.
+    #[error("cannot read PEM file {}: {source}", path.display())]
+    ReadPem {
+        /// The key, taken as a path.
+        path: PathBuf,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
+    /// An RS256 key that is not a PEM RSA public key.
+    #[error("not an RSA public key: {0}")]
+    NotRsa(#[source] jsonwebtoken::errors::Error),
+    /// An ES256 key that is not a PEM EC public key.
+    #[error("not an EC public key: {0}")]
+    NotEc(#[source] jsonwebtoken::errors::Error),
+}
 
 /// The `mercure` claim.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -117,28 +153,29 @@ const TOKEN_CACHE: usize = 1024;
 impl Verifier {
     /// A verifier for `alg`: `key` is the HS256 secret, or for RS256/ES256 a PEM public key
     /// given inline or as the path of a PEM file.
-    pub fn new(alg: JwtAlgorithm, key: &str) -> Result<Verifier, String> {
+    pub fn new(alg: JwtAlgorithm, key: &str) -> Result<Verifier, KeyError> {
         if key.is_empty() {
-            return Err("the key is empty".into());
+            return Err(KeyError::Empty);
         }
-        let pem = || -> Result<Vec<u8>, String> {
+        let pem = || -> Result<Vec<u8>, KeyError> {
             if key.trim_start().starts_with("-----BEGIN") {
                 Ok(key.as_bytes().to_vec())
             } else {
-                std::fs::read(key).map_err(|e| format!("cannot read PEM file {key}: {e}"))
+                std::fs::read(key).map_err(|source| KeyError::ReadPem {
+                    path: key.into(),
+                    source,
+                })
             }
         };
         let (alg, decoding) = match alg {
             JwtAlgorithm::HS256 => (Algorithm::HS256, DecodingKey::from_secret(key.as_bytes())),
             JwtAlgorithm::RS256 => (
                 Algorithm::RS256,
-                DecodingKey::from_rsa_pem(&pem()?)
-                    .map_err(|e| format!("not an RSA public key: {e}"))?,
+                DecodingKey::from_rsa_pem(&pem()?).map_err(KeyError::NotRsa)?,
             ),
             JwtAlgorithm::ES256 => (
                 Algorithm::ES256,
-                DecodingKey::from_ec_pem(&pem()?)
-                    .map_err(|e| format!("not an EC public key: {e}"))?,
+                DecodingKey::from_ec_pem(&pem()?).map_err(KeyError::NotEc)?,
             ),
         };
         Ok(Verifier::with(alg, decoding))
@@ -219,7 +256,7 @@ fn has_crit(token: &str) -> bool {
 
 /// Seconds since the epoch, as `exp` counts them.
 fn unix_now() -> u64 {
-    crate::runtime::unix_millis() / 1000
+    crate::clock::unix_millis() / 1000
 }
 
 /// Finds the token a client presents, in the spec's order of precedence: the

@@ -1,7 +1,8 @@
 //! Configuration: a serde struct read from TOML, overridden by CLI flags, checked by
 //! [`Config::validate`] separately from loading.
 //!
-//! Every key is documented here, in `config/ssegate.toml` and in the README table.
+//! Every key is declared once, in the `config_keys!` table below (field, default, flag), and
+//! documented there, in `config/ssegate.toml` and in the README table.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,126 +11,347 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-/// The gateway's configuration. Every field has a default, so an empty file (or none) serves
-/// on `127.0.0.1:8080` at once.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
+pub use crate::auth::JwtAlgorithm;
+
+/// Declares every key once: `key: Type = default, flag { … }` makes the [`Config`] field
+/// (the leading doc comment and serde attributes go on it), its value in `Default`, the
+/// [`Cli`] flag (the attributes in `flag { … }`, with the flag's help) and the line of
+/// [`Cli::load`] that lays the flag over the file. The flag's type follows the key's: a
+/// `T` key gets an `Option<T>` flag, set when given; an `Option<T>` key gets an `Option<T>`
+/// flag that sets `Some`; a `Vec<T>` key gets a repeatable flag that replaces the list when
+/// given at least once.
+macro_rules! config_keys {
+    // Normalises each key to `{ [key attrs] key: Type = default; [flag attrs] [flag type] how }`.
+    (@keys [$($done:tt)*] $(#[$attr:meta])* $key:ident: Option<$ty:ty> = $default:expr,
+        flag { $(#[$flag:meta])* } $($rest:tt)*) => {
+        config_keys!(@keys [$($done)* { [$(#[$attr])*] $key: Option<$ty> = $default;
+            [$(#[$flag])*] [Option<$ty>] set_some }] $($rest)*);
+    };
+    (@keys [$($done:tt)*] $(#[$attr:meta])* $key:ident: Vec<$ty:ty> = $default:expr,
+        flag { $(#[$flag:meta])* } $($rest:tt)*) => {
+        config_keys!(@keys [$($done)* { [$(#[$attr])*] $key: Vec<$ty> = $default;
+            [$(#[$flag])*] [Vec<$ty>] replace }] $($rest)*);
+    };
+    (@keys [$($done:tt)*] $(#[$attr:meta])* $key:ident: $ty:ty = $default:expr,
+        flag { $(#[$flag:meta])* } $($rest:tt)*) => {
+        config_keys!(@keys [$($done)* { [$(#[$attr])*] $key: $ty = $default;
+            [$(#[$flag])*] [Option<$ty>] set }] $($rest)*);
+    };
+    (@keys [$({ [$(#[$attr:meta])*] $key:ident: $ty:ty = $default:expr;
+        [$(#[$flag:meta])*] [$($flag_ty:tt)*] $how:ident })*]) => {
+        /// The gateway's configuration. Every field has a default, so an empty file (or none)
+        /// serves on `127.0.0.1:8080` at once.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $($(#[$attr])* pub $key: $ty,)*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    $($key: $default,)*
+                }
+            }
+        }
+
+        /// Command-line flags. Each flag overrides the key of the same name in the file.
+        #[derive(Debug, Parser)]
+        #[command(
+            name = "ssegate",
+            version,
+            about = "Thread-per-core SSE push gateway (Mercure protocol)"
+        )]
+        pub struct Cli {
+            /// TOML configuration file; without it the embedded defaults apply.
+            #[arg(long, short = 'c')]
+            pub config: Option<PathBuf>,
+            /// Print the effective configuration and exit.
+            #[arg(long)]
+            pub check_config: bool,
+            $($(#[$flag])* pub $key: $($flag_ty)*,)*
+        }
+
+        impl Cli {
+            /// Lays every flag given over `c`.
+            fn lay_over(&self, c: &mut Config) {
+                $($how(&self.$key, &mut c.$key);)*
+            }
+        }
+    };
+    ($($keys:tt)*) => {
+        config_keys!(@keys [] $($keys)*);
+    };
+}
+
+/// A flag given replaces its key.
+fn set<T: Clone>(flag: &Option<T>, key: &mut T) {
+    if let Some(v) = flag {
+        *key = v.clone();
+    }
+}
+
+/// A flag given replaces its optional key.
+fn set_some<T: Clone>(flag: &Option<T>, key: &mut Option<T>) {
+    if let Some(v) = flag {
+        *key = Some(v.clone());
+    }
+}
+
+/// A repeatable flag given at least once replaces its list.
+fn replace<T: Clone>(flag: &[T], key: &mut Vec<T>) {
+    if !flag.is_empty() {
+        *key = flag.to_vec();
+    }
+}
+
+config_keys! {
     /// Address every core's listener binds (SO_REUSEPORT). Port 0 picks a free port, shared
     /// by all cores.
-    pub listen: SocketAddr,
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
+    flag {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+    }
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`), loopback by default; `"off"`
     /// disables it.
-    pub admin_addr: String,
+    admin_addr: String = "127.0.0.1:9090".into(),
+    flag {
+        /// Admin listener address (/metrics, /healthz, /readyz), or "off".
+        #[arg(long)]
+    }
     /// PEM certificate chain: with `tls_key`, the client listener speaks TLS (reloaded on
     /// SIGHUP).
-    pub tls_cert: Option<PathBuf>,
+    tls_cert: Option<PathBuf> = None,
+    flag {
+        /// PEM certificate chain (TLS on with --tls-key).
+        #[arg(long)]
+    }
     /// PEM private key for `tls_cert`.
-    pub tls_key: Option<PathBuf>,
+    tls_key: Option<PathBuf> = None,
+    flag {
+        /// PEM private key.
+        #[arg(long)]
+    }
     /// Number of executors, one pinned per CPU. 0 means one per online CPU.
-    pub workers: usize,
+    workers: usize = 0,
+    flag {
+        /// Executors (one pinned per CPU); 0 = one per online CPU.
+        #[arg(long)]
+    }
     /// Key that publisher JWTs are verified with: the HS256 secret, or for RS256/ES256 a PEM
     /// public key (inline, or the path of a PEM file). When absent, a random HS256 secret is
     /// made at start and a ready-to-use token is printed: there is no well-known default.
-    pub publisher_jwt_key: Option<String>,
+    publisher_jwt_key: Option<String> = None,
+    flag {
+        /// HS256 secret for publisher JWTs.
+        #[arg(long, env = "SSEGATE_PUBLISHER_JWT_KEY", hide_env_values = true)]
+    }
     /// Algorithm of publisher JWTs.
-    pub publisher_jwt_algorithm: JwtAlgorithm,
+    publisher_jwt_algorithm: JwtAlgorithm = JwtAlgorithm::HS256,
+    flag {
+        /// Publisher JWT algorithm.
+        #[arg(long, value_enum)]
+    }
     /// Key that subscriber JWTs are verified with (same forms as `publisher_jwt_key`). When
     /// absent, the publisher key and algorithm are used for subscribers too.
-    pub subscriber_jwt_key: Option<String>,
+    subscriber_jwt_key: Option<String> = None,
+    flag {
+        /// Subscriber JWT key (defaults to the publisher key).
+        #[arg(long, env = "SSEGATE_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
+    }
     /// Algorithm of subscriber JWTs.
-    pub subscriber_jwt_algorithm: JwtAlgorithm,
+    subscriber_jwt_algorithm: JwtAlgorithm = JwtAlgorithm::HS256,
+    flag {
+        /// Subscriber JWT algorithm.
+        #[arg(long, value_enum)]
+    }
     /// Whether subscribers without a token may subscribe (they receive public updates only).
     /// An invalid or expired token is refused either way.
-    pub anonymous: bool,
+    anonymous: bool = true,
+    flag {
+        /// Allow subscribers without a token (true/false).
+        #[arg(long)]
+    }
     /// Origins allowed to subscribe and publish from a browser (CORS). An origin listed here
     /// may send credentials (cookies); `"*"` allows any origin, without credentials.
-    pub cors_origins: Vec<String>,
+    cors_origins: Vec<String> = Vec::new(),
+    flag {
+        /// Origin allowed for CORS (repeatable); replaces the file's list.
+        // Keeps `--help` listing it after `--ui`, where it has always been: clap numbers the
+        // flags in declaration order from 0 (`--config`), and the tie with `--history-size`
+        // sorts by name.
+        #[arg(long = "cors-origin", display_order = 15)]
+    }
     /// Publish subscription events and serve the subscriptions API
     /// (`/.well-known/mercure/subscriptions`).
-    pub subscriptions: bool,
+    subscriptions: bool = false,
+    flag {
+        /// Publish subscription events and serve the subscriptions API (true/false).
+        #[arg(long)]
+    }
     /// Serve the debug page at `/` (subscribe and publish from a browser). Off by default;
     /// keep it off in production.
-    pub ui: bool,
+    ui: bool = false,
+    flag {
+        /// Serve the debug page at / (true/false).
+        #[arg(long)]
+    }
     /// Events kept in memory for `Last-Event-ID` resume.
-    pub history_size: usize,
+    history_size: usize = 10_000,
+    flag {
+        /// Events kept for resume.
+        #[arg(long)]
+    }
     /// Events older than this are dropped from history (none when absent).
     #[serde(with = "humantime_serde")]
-    pub history_max_age: Option<Duration>,
+    history_max_age: Option<Duration> = None,
+    flag {
+        /// Maximum age of history events, e.g. "10m".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// A subscriber that has not been written to for this long gets a `:` comment line.
     #[serde(with = "humantime_serde")]
-    pub heartbeat_interval: Duration,
+    heartbeat_interval: Duration = Duration::from_secs(15),
+    flag {
+        /// Heartbeat period, e.g. "15s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// Longest a subscriber stream stays open (jittered down by up to 20%, so reconnects
     /// spread out); the stream then ends cleanly and the client reconnects and resumes,
     /// which rebalances connections over cores and processes. None: unlimited.
     #[serde(with = "humantime_serde")]
-    pub max_stream_duration: Option<Duration>,
+    max_stream_duration: Option<Duration> = None,
+    flag {
+        /// Longest a subscriber stream stays open, e.g. "1h".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// A subscriber whose writes make no progress for this long is disconnected.
     #[serde(with = "humantime_serde")]
-    pub write_timeout: Duration,
+    write_timeout: Duration = Duration::from_secs(30),
+    flag {
+        /// Write stall before a subscriber is dropped, e.g. "30s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// A subscriber with more than this many bytes queued and not yet taken by the kernel is
     /// disconnected (it reconnects and resumes from history).
-    pub max_queued_bytes: usize,
+    max_queued_bytes: usize = 1 << 20,
+    flag {
+        /// Queued bytes before a slow subscriber is dropped.
+        #[arg(long)]
+    }
     /// Kernel send buffer of each subscriber socket (`SO_SNDBUF`), in bytes; 0 leaves the
     /// kernel's autotuning on (up to 4 MiB a socket with Linux defaults). With
     /// `max_queued_bytes` it bounds what one subscriber can hold: its queue in the gateway
     /// plus about twice this in the kernel.
-    pub send_buffer: usize,
+    send_buffer: usize = 64 * 1024,
+    flag {
+        /// Kernel send buffer per subscriber socket in bytes (0: kernel autotuning).
+        #[arg(long)]
+    }
     /// How each core's flusher hands subscriber writes to the kernel: one `send(2)` per
     /// subscriber, or one io_uring submission carrying the sends of many subscribers.
-    pub write_path: WritePath,
+    write_path: WritePath = WritePath::IoUring,
+    flag {
+        /// How subscriber writes reach the kernel: send or io_uring.
+        #[arg(long, value_enum)]
+    }
     /// Open connections (subscribers and publishers, all cores) before new ones get 503.
-    pub max_connections: usize,
+    max_connections: usize = 100_000,
+    flag {
+        /// Open connections before 503.
+        #[arg(long)]
+    }
     /// At shutdown, subscribers are closed spread over this period (each with a `retry:`
     /// hint), so their reconnections do not arrive all at once. Must be shorter than
     /// `shutdown_timeout`.
     #[serde(with = "humantime_serde")]
-    pub drain_period: Duration,
+    drain_period: Duration = Duration::from_secs(2),
+    flag {
+        /// Period over which subscribers are closed at shutdown, e.g. "2s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// How long SIGTERM/SIGINT may take before the process exits regardless.
     #[serde(with = "humantime_serde")]
-    pub shutdown_timeout: Duration,
+    shutdown_timeout: Duration = Duration::from_secs(10),
+    flag {
+        /// Grace period for SIGTERM, e.g. "10s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// Largest request head (request line and headers) accepted; larger gets 431.
-    pub max_header_bytes: usize,
+    max_header_bytes: usize = 8 * 1024,
+    flag {
+        /// Largest request head in bytes.
+        #[arg(long)]
+    }
     /// Time a client has to send a complete request head; a slower one is disconnected.
     #[serde(with = "humantime_serde")]
-    pub header_timeout: Duration,
+    header_timeout: Duration = Duration::from_secs(10),
+    flag {
+        /// Time allowed to send a request head.
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// Idle time allowed between two requests on a keep-alive publisher connection.
     #[serde(with = "humantime_serde")]
-    pub keepalive_timeout: Duration,
+    keepalive_timeout: Duration = Duration::from_secs(60),
+    flag {
+        /// Idle time allowed between requests on a keep-alive connection.
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// Largest publish body accepted; larger gets 413.
-    pub max_body_bytes: usize,
+    max_body_bytes: usize = 1 << 20,
+    flag {
+        /// Largest publish body in bytes.
+        #[arg(long)]
+    }
     /// Most `topic` parameters in one subscription or publication; more gets 400.
-    pub max_topics: usize,
+    max_topics: usize = 64,
+    flag {
+        /// Most topics per subscription or publication.
+        #[arg(long)]
+    }
     /// Longest topic selector in a subscription, in bytes after percent-decoding; longer
     /// gets 400.
-    pub max_selector_bytes: usize,
+    max_selector_bytes: usize = 1024,
+    flag {
+        /// Longest topic selector in a subscription, in bytes.
+        #[arg(long)]
+    }
     /// Budget for compiled URI-template selectors on each core, in bytes (distinct
     /// templates are compiled once per core and shared): each counts its memory plus 64 B
     /// per matching thread it may need, so the budget bounds both the memory and the work
     /// of testing every event against them. A subscription that needs a new template past
     /// this gets 503 with `Retry-After`.
-    pub max_template_bytes: usize,
+    max_template_bytes: usize = 256 << 10,
+    flag {
+        /// Memory for compiled template selectors per core, in bytes.
+        #[arg(long)]
+    }
     /// Listen backlog of each core's listener.
-    pub backlog: u32,
+    backlog: u32 = 4096,
+    flag {
+        /// Listen backlog per core.
+        #[arg(long)]
+    }
     /// Log format: `text` (human) or `json`.
-    pub log_format: LogFormat,
+    log_format: LogFormat = LogFormat::Text,
+    flag {
+        /// Log format.
+        #[arg(long, value_enum)]
+    }
     /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info` or `ssegate=debug`.
-    pub log_level: String,
+    log_level: String = "info".to_string(),
+    flag {
+        /// Log filter, e.g. "info" or "ssegate=debug".
+        #[arg(long)]
+    }
     /// Access log, one line per request: `"off"`, `"stderr"`, `"stdout"`, or a file path
     /// (appended to). See [`crate::access_log`].
-    pub access_log: String,
-}
-
-/// JWT signature algorithms accepted for a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-pub enum JwtAlgorithm {
-    /// HMAC with SHA-256: the key is a shared secret.
-    #[default]
-    HS256,
-    /// RSA PKCS#1 v1.5 with SHA-256: the key is a PEM public key.
-    RS256,
-    /// ECDSA P-256 with SHA-256: the key is a PEM public key.
-    ES256,
+    access_log: String = "off".to_string(),
+    flag {
+        /// Access log: "off", "stderr", "stdout" or a file path.
+        #[arg(long)]
+    }
 }
 
 /// How the flusher writes to plain subscriber sockets (TLS subscribers are written by their
@@ -154,48 +376,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            admin_addr: "127.0.0.1:9090".into(),
-            tls_cert: None,
-            tls_key: None,
-            workers: 0,
-            publisher_jwt_key: None,
-            publisher_jwt_algorithm: JwtAlgorithm::HS256,
-            subscriber_jwt_key: None,
-            subscriber_jwt_algorithm: JwtAlgorithm::HS256,
-            anonymous: true,
-            cors_origins: Vec::new(),
-            subscriptions: false,
-            ui: false,
-            history_size: 10_000,
-            history_max_age: None,
-            heartbeat_interval: Duration::from_secs(15),
-            max_stream_duration: None,
-            write_timeout: Duration::from_secs(30),
-            max_queued_bytes: 1 << 20,
-            send_buffer: 64 * 1024,
-            write_path: WritePath::IoUring,
-            max_connections: 100_000,
-            drain_period: Duration::from_secs(2),
-            shutdown_timeout: Duration::from_secs(10),
-            max_header_bytes: 8 * 1024,
-            header_timeout: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(60),
-            max_body_bytes: 1 << 20,
-            max_topics: 64,
-            max_selector_bytes: 1024,
-            max_template_bytes: 256 << 10,
-            backlog: 4096,
-            log_format: LogFormat::Text,
-            log_level: "info".to_string(),
-            access_log: "off".to_string(),
-        }
-    }
 }
 
 /// A configuration that cannot be served.
@@ -317,11 +497,11 @@ impl Config {
         }
         if let Some(key) = &self.publisher_jwt_key {
             crate::auth::Verifier::new(self.publisher_jwt_algorithm, key)
-                .map_err(|e| invalid("publisher_jwt_key", e))?;
+                .map_err(|e| invalid("publisher_jwt_key", e.to_string()))?;
         }
         if let Some(key) = &self.subscriber_jwt_key {
             crate::auth::Verifier::new(self.subscriber_jwt_algorithm, key)
-                .map_err(|e| invalid("subscriber_jwt_key", e))?;
+                .map_err(|e| invalid("subscriber_jwt_key", e.to_string()))?;
         }
         if self.publisher_jwt_key.is_none() && self.publisher_jwt_algorithm != JwtAlgorithm::HS256 {
             return Err(invalid(
@@ -374,127 +554,6 @@ impl Config {
     }
 }
 
-/// Command-line flags. Each flag overrides the key of the same name in the file.
-#[derive(Debug, Parser)]
-#[command(
-    name = "ssegate",
-    version,
-    about = "Thread-per-core SSE push gateway (Mercure protocol)"
-)]
-pub struct Cli {
-    /// TOML configuration file; without it the embedded defaults apply.
-    #[arg(long, short = 'c')]
-    pub config: Option<PathBuf>,
-    /// Print the effective configuration and exit.
-    #[arg(long)]
-    pub check_config: bool,
-    #[arg(long)]
-    /// Address to listen on, e.g. 127.0.0.1:8080.
-    pub listen: Option<SocketAddr>,
-    /// Admin listener address (/metrics, /healthz, /readyz), or "off".
-    #[arg(long)]
-    pub admin_addr: Option<String>,
-    /// PEM certificate chain (TLS on with --tls-key).
-    #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key.
-    #[arg(long)]
-    pub tls_key: Option<PathBuf>,
-    /// Executors (one pinned per CPU); 0 = one per online CPU.
-    #[arg(long)]
-    pub workers: Option<usize>,
-    /// HS256 secret for publisher JWTs.
-    #[arg(long, env = "SSEGATE_PUBLISHER_JWT_KEY", hide_env_values = true)]
-    pub publisher_jwt_key: Option<String>,
-    /// Publisher JWT algorithm.
-    #[arg(long, value_enum)]
-    pub publisher_jwt_algorithm: Option<JwtAlgorithm>,
-    /// Subscriber JWT key (defaults to the publisher key).
-    #[arg(long, env = "SSEGATE_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
-    pub subscriber_jwt_key: Option<String>,
-    /// Subscriber JWT algorithm.
-    #[arg(long, value_enum)]
-    pub subscriber_jwt_algorithm: Option<JwtAlgorithm>,
-    /// Allow subscribers without a token (true/false).
-    #[arg(long)]
-    pub anonymous: Option<bool>,
-    /// Publish subscription events and serve the subscriptions API (true/false).
-    #[arg(long)]
-    pub subscriptions: Option<bool>,
-    /// Serve the debug page at / (true/false).
-    #[arg(long)]
-    pub ui: Option<bool>,
-    /// Origin allowed for CORS (repeatable); replaces the file's list.
-    #[arg(long = "cors-origin")]
-    pub cors_origins: Vec<String>,
-    /// Events kept for resume.
-    #[arg(long)]
-    pub history_size: Option<usize>,
-    /// Maximum age of history events, e.g. "10m".
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub history_max_age: Option<Duration>,
-    /// Heartbeat period, e.g. "15s".
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub heartbeat_interval: Option<Duration>,
-    /// Longest a subscriber stream stays open, e.g. "1h".
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub max_stream_duration: Option<Duration>,
-    /// Write stall before a subscriber is dropped, e.g. "30s".
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub write_timeout: Option<Duration>,
-    /// Queued bytes before a slow subscriber is dropped.
-    #[arg(long)]
-    pub max_queued_bytes: Option<usize>,
-    /// Kernel send buffer per subscriber socket in bytes (0: kernel autotuning).
-    #[arg(long)]
-    pub send_buffer: Option<usize>,
-    /// How subscriber writes reach the kernel: send or io_uring.
-    #[arg(long, value_enum)]
-    pub write_path: Option<WritePath>,
-    /// Open connections before 503.
-    #[arg(long)]
-    pub max_connections: Option<usize>,
-    /// Period over which subscribers are closed at shutdown, e.g. "2s".
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub drain_period: Option<Duration>,
-    /// Grace period for SIGTERM, e.g. "10s".
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Option<Duration>,
-    /// Largest request head in bytes.
-    #[arg(long)]
-    pub max_header_bytes: Option<usize>,
-    /// Time allowed to send a request head.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub header_timeout: Option<Duration>,
-    /// Idle time allowed between requests on a keep-alive connection.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub keepalive_timeout: Option<Duration>,
-    /// Largest publish body in bytes.
-    #[arg(long)]
-    pub max_body_bytes: Option<usize>,
-    /// Most topics per subscription or publication.
-    #[arg(long)]
-    pub max_topics: Option<usize>,
-    /// Longest topic selector in a subscription, in bytes.
-    #[arg(long)]
-    pub max_selector_bytes: Option<usize>,
-    /// Memory for compiled template selectors per core, in bytes.
-    #[arg(long)]
-    pub max_template_bytes: Option<usize>,
-    /// Listen backlog per core.
-    #[arg(long)]
-    pub backlog: Option<u32>,
-    /// Log format.
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Log filter, e.g. "info" or "ssegate=debug".
-    #[arg(long)]
-    pub log_level: Option<String>,
-    /// Access log: "off", "stderr", "stdout" or a file path.
-    #[arg(long)]
-    pub access_log: Option<String>,
-}
-
 impl Cli {
     /// Loads the file (if any), then lays the flags over it. Does not validate.
     pub fn load(&self) -> Result<Config, ConfigError> {
@@ -502,62 +561,7 @@ impl Cli {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        macro_rules! over {
-            ($($field:ident),*) => {$(
-                if let Some(v) = &self.$field { c.$field = v.clone(); }
-            )*};
-        }
-        over!(
-            listen,
-            admin_addr,
-            workers,
-            publisher_jwt_algorithm,
-            subscriber_jwt_algorithm,
-            anonymous,
-            subscriptions,
-            ui,
-            history_size,
-            heartbeat_interval,
-            write_timeout,
-            max_queued_bytes,
-            send_buffer,
-            write_path,
-            max_connections,
-            shutdown_timeout,
-            drain_period,
-            max_header_bytes,
-            header_timeout,
-            keepalive_timeout,
-            max_body_bytes,
-            max_topics,
-            max_selector_bytes,
-            max_template_bytes,
-            backlog,
-            log_format,
-            log_level,
-            access_log
-        );
-        if let Some(v) = &self.publisher_jwt_key {
-            c.publisher_jwt_key = Some(v.clone());
-        }
-        if let Some(v) = &self.subscriber_jwt_key {
-            c.subscriber_jwt_key = Some(v.clone());
-        }
-        if !self.cors_origins.is_empty() {
-            c.cors_origins = self.cors_origins.clone();
-        }
-        if let Some(v) = self.history_max_age {
-            c.history_max_age = Some(v);
-        }
-        if let Some(v) = &self.tls_cert {
-            c.tls_cert = Some(v.clone());
-        }
-        if let Some(v) = &self.tls_key {
-            c.tls_key = Some(v.clone());
-        }
-        if let Some(v) = self.max_stream_duration {
-            c.max_stream_duration = Some(v);
-        }
+        self.lay_over(&mut c);
         Ok(c)
     }
 }

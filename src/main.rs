@@ -174,6 +174,7 @@ fn watchdog(liveness: runtime::Liveness, period: std::time::Duration) {
 /// The TLS configuration, when `tls_cert` and `tls_key` are set.
 fn load_tls(cfg: &Config) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
     match (&cfg.tls_cert, &cfg.tls_key) {
+        // As a message: its text already ends with its source's, which `{e:#}` would repeat.
         (Some(cert), Some(key)) => Ok(Some(
             ssegate::net::tls::load(cert, key).map_err(anyhow::Error::msg)?,
         )),

@@ -3,33 +3,80 @@
 //! crypto provider (aws-lc-rs, shared with the JWT verifier) so no process-wide default is
 //! needed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+/// Why the TLS configuration cannot be built: the operator's files or the crypto provider,
+/// never a client. At start the gateway exits with it; on SIGHUP it keeps its certificate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate file cannot be read, or is not PEM.
+    #[error("{}: {source}", path.display())]
+    Certificate {
+        /// The `tls_cert` file.
+        path: PathBuf,
+        /// What reading or decoding it reported.
+        source: pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{}: no certificate", path.display())]
+    NoCertificate {
+        /// The `tls_cert` file.
+        path: PathBuf,
+    },
+    /// The key file cannot be read, or holds no PEM private key.
+    #[error("{}: {source}", path.display())]
+    Key {
+        /// The `tls_key` file.
+        path: PathBuf,
+        /// What reading or decoding it reported.
+        source: pem::Error,
+    },
+    /// The crypto provider offers none of the safe protocol versions.
+    #[error("{0}")]
+    Protocols(#[source] rustls::Error),
+    /// The key is not the certificate's, or rustls cannot use one of them.
+    #[error("certificate and key do not match or are unusable: {0}")]
+    Unusable(#[source] rustls::Error),
+    /// The session-ticket encrypter could not be made.
+    #[error("{0}")]
+    Ticketer(#[source] rustls::Error),
+}
+
 /// Loads the certificate chain and key and builds the server configuration.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let bad_cert = |source| TlsError::Certificate {
+        path: cert.to_owned(),
+        source,
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .map_err(bad_cert)?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(bad_cert)?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate", cert.display()));
+        return Err(TlsError::NoCertificate {
+            path: cert.to_owned(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Protocols)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("certificate and key do not match or are unusable: {e}"))?;
+        .map_err(TlsError::Unusable)?;
     // HTTP/1.1 only for now; h2 would be added here.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Stateless resumption: returning clients skip the full handshake.
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsError::Ticketer)?;
     Ok(Arc::new(config))
 }
