@@ -19,8 +19,9 @@ use bytes::Bytes;
 use futures_lite::future::poll_fn;
 
 use crate::config::WritePath;
+use crate::metrics::counters::Stats;
 use crate::net::sys;
-use crate::runtime::{Core, Stats};
+use crate::runtime::Core;
 
 /// Subscribers written between two polls for I/O (~1–2 ms of sends at most), and the most
 /// sends in one io_uring submission.

@@ -33,8 +33,8 @@ use crate::access_log::Record;
 use crate::error::HttpError;
 use crate::http::{self, Method, Request, Response, MERCURE_PATH};
 use crate::hub::subscriptions::{self, Query};
-use crate::runtime::stats::CloseReason;
-use crate::runtime::{Core, Stats};
+use crate::metrics::counters::{CloseReason, Stats};
+use crate::runtime::Core;
 
 /// How long a closing connection is drained before it is dropped, so the client reads our
 /// last response instead of a reset.

@@ -20,6 +20,7 @@ use futures_lite::io::{AsyncRead, AsyncWriteExt};
 
 use crate::access_log::Record;
 use crate::auth::find_token;
+use crate::clock::unix_millis;
 use crate::error::HttpError;
 use crate::http::{parse_form, Request, Response, MERCURE_PATH};
 use crate::hub::event::Event;
@@ -27,9 +28,9 @@ use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
 use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next, Refused};
 use crate::hub::subscriptions::{self, SubscriberInfo};
+use crate::metrics::counters::{CloseReason, Stats};
 use crate::net::sys;
-use crate::runtime::stats::CloseReason;
-use crate::runtime::{unix_millis, Core, NotSubmitted, Stats};
+use crate::runtime::{Core, NotSubmitted};
 
 /// Longest a resume waits for this core to receive the event it resumes after.
 const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);

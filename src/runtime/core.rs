@@ -21,7 +21,7 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 
 use super::lifecycle::{Lifecycle, Phase};
 use super::mesh::{CoreMsg, Question, Reply, Requests};
-use super::{Liveness, Stats};
+use super::Liveness;
 use crate::access_log::{AccessLog, Record};
 use crate::auth::Verifier;
 use crate::config::Config;
@@ -32,6 +32,7 @@ use crate::hub::history::History;
 use crate::hub::sequencer::{Full, Origin, Sequenced, Sequencer};
 use crate::hub::shard::Shard;
 use crate::hub::subscriptions::SubscriptionInfo;
+use crate::metrics::counters::Stats;
 
 /// The core that sequences every event (single-node mode).
 pub const SEQUENCER: usize = 0;

@@ -13,11 +13,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_channel::oneshot;
 
-use super::Snapshot;
 use crate::hub::event::Update;
 use crate::hub::sequencer::Origin;
 use crate::hub::subscriptions::SubscriptionInfo;
 use crate::hub::FastMap;
+use crate::metrics::counters::Snapshot;
 
 /// Messages between cores.
 #[derive(Debug)]

@@ -8,12 +8,9 @@
 mod core;
 pub mod lifecycle;
 pub mod mesh;
-pub mod stats;
 
 pub use self::core::{Core, NotSubmitted, Parts, SEQUENCER};
 pub use self::mesh::{CoreMsg, Question, Reply};
-pub use self::stats::{Snapshot, Stats};
-pub use crate::clock::unix_millis;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
