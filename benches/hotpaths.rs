@@ -178,7 +178,7 @@ fn shard(selectors: impl Iterator<Item = String>) -> Shard {
         let id = s.add(NewSubscriber {
             selectors: vec![s.intern(&raw)],
             rights: None,
-            fd: -1,
+            fd: ssegate::net::sys::SocketFd::NONE,
             direct: true,
             after_seq: 0,
             expires: None,

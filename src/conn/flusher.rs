@@ -10,7 +10,6 @@
 //! land meanwhile coalesce into the sends still to come: under load, fewer and larger writes.
 
 use std::io;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use futures_lite::future::poll_fn;
 
 use crate::config::WritePath;
 use crate::metrics::counters::Stats;
-use crate::net::sys;
+use crate::net::sys::{self, SocketFd};
 use crate::runtime::Core;
 
 /// Subscribers written between two polls for I/O (~1–2 ms of sends at most), and the most
@@ -79,7 +78,7 @@ pub async fn run(core: Rc<Core>) {
 struct Batch {
     /// `None`: the send(2) path.
     ring: Option<sys::SendRing>,
-    sends: Vec<(RawFd, Bytes)>,
+    sends: Vec<(SocketFd, Bytes)>,
     ids: Vec<usize>,
     results: Vec<io::Result<usize>>,
 }

@@ -206,7 +206,7 @@ async fn requests(
     tcp: Box<TcpStream>,
     conn_id: u64,
     over_capacity: bool,
-) -> Result<subscriber::Live, CloseReason> {
+) -> Result<subscriber::Live<'_>, CloseReason> {
     // The first request's head (and the TLS handshake before it) must be complete within
     // `header_timeout` of the accept, however the bytes trickle in.
     let first_deadline = Instant::now() + core.cfg.header_timeout;

@@ -5,9 +5,9 @@
 //! The stream is close-delimited ([`Response::event_stream`]): the event bytes encoded once
 //! by the sequencer go to the socket as they are.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -26,10 +26,10 @@ use crate::http::{parse_form, Request, Response, MERCURE_PATH};
 use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
-use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next, Refused};
+use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next, Refused, Shard};
 use crate::hub::subscriptions::{self, SubscriberInfo};
 use crate::metrics::counters::{CloseReason, Stats};
-use crate::net::sys;
+use crate::net::sys::{self, SocketFd};
 use crate::runtime::{Core, NotSubmitted};
 
 /// Longest a resume waits for this core to receive the event it resumes after.
@@ -127,11 +127,37 @@ enum End {
     WriteTimeout,
 }
 
-/// A registered subscriber whose response head and replay have been written: what the
-/// connection's task keeps for the rest of its life.
-pub struct Live {
-    stream: Box<Stream>,
+/// A subscriber's entry in its core's shard, held beside its stream. The shard holds the
+/// stream's socket ([`SocketFd`]) for the flusher and for drops; dropping the registration
+/// (also when the connection's task is dropped mid-write) takes the entry out, and [`Live`]
+/// drops it before the stream, so no entry outlives its socket.
+struct Registration<'c> {
+    shard: &'c RefCell<Shard>,
     id: usize,
+}
+
+impl Registration<'_> {
+    /// Leaves the shard now; returns what the departure's subscription events need.
+    fn leave(self) -> Option<Departed> {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.shard.borrow_mut().remove(this.id)
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut shard) = self.shard.try_borrow_mut() {
+            shard.remove(self.id);
+        }
+    }
+}
+
+/// A registered subscriber whose response head and replay have been written: what the
+/// connection's task keeps for the rest of its life. Fields drop in order: the registration
+/// before the stream.
+pub struct Live<'c> {
+    registration: Registration<'c>,
+    stream: Box<Stream>,
     /// For the access log line written when the stream ends (boxed, and only when the access
     /// log is on: an idle subscriber without it pays one pointer).
     access: Option<Box<AccessStart>>,
@@ -149,9 +175,9 @@ pub struct AccessStart {
 }
 
 /// What [`open`] made of a subscription request.
-pub enum Opened {
+pub enum Opened<'c> {
     /// Registered, head and replay written: the stream goes live.
-    Live(Live),
+    Live(Live<'c>),
     /// Refused: the caller answers with the error and closes.
     Refused(HttpError, Box<Stream>),
     /// Registered, then ended while the head or replay was written.
@@ -161,20 +187,20 @@ pub enum Opened {
 /// Opens a subscription: parses the request, registers in the shard, writes the response
 /// head and the replay. Everything this needs is freed before the stream goes live.
 /// `access` is given when the access log is on: the line is written when the stream ends.
-pub async fn open(
-    core: &Core,
-    mut stream: Box<Stream>,
+pub async fn open<'c>(
+    core: &'c Core,
+    stream: Box<Stream>,
     req: &Request,
     cors: &str,
     conn_id: u64,
     access: Option<Box<AccessStart>>,
-) -> Opened {
+) -> Opened<'c> {
     let sub = match parse_subscription(core, req) {
         Ok(s) => s,
         Err(e) => return Opened::Refused(e, stream),
     };
     stream.set_write_timeout(core.cfg.write_timeout);
-    sys::set_send_buffer(stream.as_raw_fd(), core.cfg.send_buffer);
+    sys::set_send_buffer(SocketFd::of(&*stream), core.cfg.send_buffer);
     if let Some(last) = sub.last_event_id.as_deref().filter(|id| *id != "earliest") {
         // This core may be a few events behind the one the client was on.
         core.catch_up_to(last, CATCH_UP_LIMIT).await;
@@ -236,7 +262,7 @@ pub async fn open(
         let id = shard.add(NewSubscriber {
             selectors,
             rights: sub.rights,
-            fd: stream.as_raw_fd(),
+            fd: SocketFd::of(&*stream),
             direct: stream.is_plain(),
             after_seq: history.newest_seq(),
             expires: sub.expires,
@@ -264,37 +290,43 @@ pub async fn open(
         "subscribed"
     );
 
-    match write_replay(&mut stream, head, replay).await {
-        Ok(()) => Opened::Live(Live { stream, id, access }),
-        Err(e) => Opened::Ended(finish(core, stream, id, conn_id, Err(e), access)),
+    let mut live = Live {
+        registration: Registration {
+            shard: &core.shard,
+            id,
+        },
+        stream,
+        access,
+    };
+    match write_replay(&mut live.stream, head, replay).await {
+        Ok(()) => Opened::Live(live),
+        Err(e) => Opened::Ended(finish(core, live, conn_id, Err(e))),
     }
 }
 
 /// Streams live events to a subscriber until it ends, then cleans up; returns why it ended.
-pub async fn stream(core: &Core, mut live: Live, conn_id: u64) -> CloseReason {
-    let end = live_loop(core, &mut live.stream, live.id).await;
+pub async fn stream(core: &Core, mut live: Live<'_>, conn_id: u64) -> CloseReason {
+    let end = live_loop(core, &mut live.stream, live.registration.id).await;
     if let Ok(End::Drained) = end {
         // Shutdown or lifetime: end the stream cleanly after the last event (TLS sends
         // close_notify first, so the client sees a proper end rather than a truncation).
         let _ = live.stream.close().await;
     }
-    finish(core, live.stream, live.id, conn_id, end, live.access)
+    finish(core, live, conn_id, end)
 }
 
 /// Leaves the shard, counts how the stream ended, writes the access log line, and closes
 /// the connection. Not async: it would otherwise reserve room for a second stream in every
 /// subscriber's future.
-fn finish(
-    core: &Core,
-    stream: Box<Stream>,
-    id: usize,
-    conn_id: u64,
-    end: io::Result<End>,
-    access: Option<Box<AccessStart>>,
-) -> CloseReason {
-    // Leave the shard before the stream (and its fd) is dropped: a shard entry must never
-    // name a closed fd.
-    let departed = core.shard.borrow_mut().remove(id);
+fn finish(core: &Core, live: Live<'_>, conn_id: u64, end: io::Result<End>) -> CloseReason {
+    let Live {
+        registration,
+        stream,
+        access,
+    } = live;
+    let id = registration.id;
+    // Leave the shard before the stream (and its socket) is dropped.
+    let departed = registration.leave();
     let flushed = departed.as_ref().map_or(0, |d| d.flushed);
     if let Some(Departed {
         selectors,
@@ -325,7 +357,7 @@ fn finish(
         End::Drained => CloseReason::Lifetime,
         End::WriteTimeout => {
             // As for a slow consumer: reset rather than leave the kernel holding its bytes.
-            sys::abort_on_close(stream.as_raw_fd());
+            sys::abort_on_close(SocketFd::of(&*stream));
             Stats::add(&core.stats.write_timeouts, 1);
             CloseReason::WriteTimeout
         }

@@ -11,7 +11,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use super::outbox::{Outbox, Pushed};
 use super::selector::Selector;
 use super::subscriptions::{SubscriberInfo, SubscriptionInfo};
 use super::{FastMap, IdSet};
-use crate::net::sys;
+use crate::net::sys::{self, SocketFd};
 
 /// Why a subscriber was closed by the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +70,7 @@ struct Subscriber {
     info: Option<Box<SubscriberInfo>>,
     state: State,
     /// The socket, so a drop can abort a write in progress (and the flusher can write).
-    fd: RawFd,
+    fd: SocketFd,
 }
 
 /// What [`Shard::add`] needs to know about a new subscriber.
@@ -81,7 +80,7 @@ pub struct NewSubscriber {
     /// `mercure.subscribe` selectors of its token, if any.
     pub rights: Option<Vec<Selector>>,
     /// Its socket, so a drop can shut it down.
-    pub fd: RawFd,
+    pub fd: SocketFd,
     /// A plain socket the flusher may write to (not TLS).
     pub direct: bool,
     /// Newest seq already in history: live delivery starts after it.
@@ -522,7 +521,7 @@ impl Shard {
     /// What the flusher should send to dirty subscriber `id`: its socket and everything
     /// queued, or `None` when there is nothing for the flusher to do (removed, dropped, or
     /// its task writes now).
-    pub fn flush_begin(&mut self, id: usize) -> Option<(RawFd, Bytes)> {
+    pub fn flush_begin(&mut self, id: usize) -> Option<(SocketFd, Bytes)> {
         let sub = self.subs.get_mut(id)?;
         let bytes = sub.outbox.take_for_flusher()?;
         (sub.state == State::Open).then_some((sub.fd, bytes))
@@ -634,7 +633,7 @@ mod tests {
         NewSubscriber {
             selectors: sel(selectors),
             rights: None,
-            fd: -1,
+            fd: SocketFd::NONE,
             direct: false,
             after_seq: 0,
             expires: None,
@@ -813,7 +812,7 @@ mod private_tests {
         s.add(NewSubscriber {
             selectors,
             rights: rights.map(|r| r.iter().map(|t| Selector::parse(t)).collect()),
-            fd: -1,
+            fd: SocketFd::NONE,
             direct: false,
             after_seq: 0,
             expires,

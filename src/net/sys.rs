@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,17 +52,36 @@ pub fn glommio_listener(fd: OwnedFd) -> glommio::net::TcpListener {
     unsafe { glommio::net::TcpListener::from_raw_fd(fd.into_raw_fd()) }
 }
 
+/// A subscriber's socket as the core's tables hold it, for the calls below. Made only from a
+/// live socket ([`SocketFd::of`]). Its holder is the shard entry of a subscriber, and that
+/// entry is removed by the subscriber's registration guard, which its connection drops
+/// before the stream that owns the socket (`conn::subscriber::Live` holds both, in that
+/// order, on the same thread): so the number is never used after its socket closed, and
+/// cannot have been reused by another socket meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketFd(RawFd);
+
+impl SocketFd {
+    /// The socket of a live stream.
+    pub fn of(socket: &impl AsRawFd) -> SocketFd {
+        SocketFd(socket.as_raw_fd())
+    }
+
+    /// No socket (tests of the tables): every call below does nothing with it.
+    pub const NONE: SocketFd = SocketFd(-1);
+
+    fn borrow(&self) -> Option<BorrowedFd<'_>> {
+        // SAFETY: see the type's docs: a `SocketFd` held by a table names an open socket for
+        // as long as the table holds it, and `BorrowedFd` never closes it.
+        (self.0 >= 0).then(|| unsafe { BorrowedFd::borrow_raw(self.0) })
+    }
+}
+
 /// Shuts down both directions of a connected socket. A write blocked on it fails at once and
 /// a pending read sees end of stream, so the connection's task wakes and cleans up.
-pub fn shutdown_both(fd: RawFd) {
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: shutdown(2) touches no memory. The caller holds the fd of a live stream: a
-    // subscriber's table entry is removed before its stream (and so the fd) is dropped, on
-    // the same thread, so the number cannot have been reused.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
+pub fn shutdown_both(fd: SocketFd) {
+    if let Some(fd) = fd.borrow() {
+        let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -70,13 +89,13 @@ pub fn shutdown_both(fd: RawFd) {
 /// connection and frees what it still holds for it at once, instead of keeping an orphan
 /// socket with its unsent bytes until the peer acknowledges them (it never will, for a
 /// reader that stopped reading). For subscribers the gateway gives up on.
-pub fn abort_on_close(fd: RawFd) {
+pub fn abort_on_close(fd: SocketFd) {
     with_socket(fd, |s| s.set_linger(Some(Duration::ZERO)));
 }
 
 /// Caps the socket's kernel send buffer (`SO_SNDBUF`; the kernel doubles the value for its
 /// bookkeeping and stops autotuning it). 0 leaves the kernel's autotuning on.
-pub fn set_send_buffer(fd: RawFd, bytes: usize) {
+pub fn set_send_buffer(fd: SocketFd, bytes: usize) {
     if bytes > 0 {
         with_socket(fd, |s| s.set_send_buffer_size(bytes));
     }
@@ -84,28 +103,26 @@ pub fn set_send_buffer(fd: RawFd, bytes: usize) {
 
 /// Runs a socket option call on a connected socket's fd; failures (the peer already gone)
 /// are ignored: the next write finds out.
-fn with_socket(fd: RawFd, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>) {
-    if fd < 0 {
-        return;
+fn with_socket(fd: SocketFd, f: impl FnOnce(&socket2::SockRef<'_>) -> io::Result<()>) {
+    if let Some(fd) = fd.borrow() {
+        let _ = f(&socket2::SockRef::from(&fd));
     }
-    // SAFETY: the caller holds the fd of a live stream on this thread (see `shutdown_both`),
-    // so it stays open for this call; `SockRef` only borrows it and never closes it.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let _ = f(&socket2::SockRef::from(&borrowed));
 }
 
 /// One non-blocking `send(2)` on a connected socket: the subscriber flusher's fast path.
 /// Returns the bytes the kernel took (possibly fewer than `buf.len()`), `WouldBlock` when its
 /// send buffer is full, or the socket's error (`EPIPE`, `ECONNRESET`: the peer is gone).
 /// `MSG_NOSIGNAL`: a closed peer is an error here, never a SIGPIPE.
-pub fn send_nowait(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+pub fn send_nowait(fd: SocketFd, buf: &[u8]) -> io::Result<usize> {
+    let Some(fd) = fd.borrow() else {
+        return Err(io::ErrorKind::NotConnected.into());
+    };
     loop {
         // SAFETY: `buf` is a live, initialised slice for the duration of the call and the
-        // kernel only reads `buf.len()` bytes from it. `fd` is a subscriber's socket, which
-        // stays open while its shard entry exists (see `shutdown_both`).
+        // kernel only reads `buf.len()` bytes from it; `fd` is borrowed from an open socket.
         let n = unsafe {
             libc::send(
-                fd,
+                fd.as_raw_fd(),
                 buf.as_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
@@ -159,7 +176,7 @@ impl SendRing {
     /// Sends each `(fd, bytes)` as one non-blocking, `MSG_NOSIGNAL` send, all in one
     /// submission; `out` gets each send's outcome, in order (as [`send_nowait`] would report
     /// it). At most [`capacity`](Self::capacity) sends: the rest get `WouldBlock`.
-    pub fn send_all(&mut self, sends: &[(RawFd, Bytes)], out: &mut Vec<io::Result<usize>>) {
+    pub fn send_all(&mut self, sends: &[(SocketFd, Bytes)], out: &mut Vec<io::Result<usize>>) {
         out.clear();
         out.extend(sends.iter().map(|_| Err(io::ErrorKind::WouldBlock.into())));
         let n = sends.len().min(self.capacity());
@@ -169,7 +186,7 @@ impl SendRing {
             let mut sq = self.ring.submission();
             for (i, (fd, buf)) in sends[..n].iter().enumerate() {
                 let len = buf.len().min(u32::MAX as usize) as u32;
-                let sqe = opcode::Send::new(types::Fd(*fd), buf.as_ptr(), len)
+                let sqe = opcode::Send::new(types::Fd(fd.0), buf.as_ptr(), len)
                     .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
                     .build()
                     .user_data(i as u64);
