@@ -28,7 +28,7 @@ use crate::auth::Verifier;
 use crate::config::Config;
 use crate::hub::sequencer::{self, Sequencer};
 use crate::net::{listener, sys};
-use crate::runtime::{Core, CoreMsg, Liveness, Parts, MESH_CAPACITY, SEQUENCER};
+use crate::runtime::{Core, CoreMsg, Duties, Liveness, Parts, MESH_CAPACITY, SEQUENCER};
 
 /// io_uring registered memory per executor: a network server needs little (glommio's 10 MiB
 /// default is sized for file I/O, and pins three times that per core).
@@ -331,7 +331,7 @@ async fn run_core(boot: CoreBoot) {
     };
     let order = (index == SEQUENCER)
         .then(|| Rc::new(sequencer::Memory::new(MESH_CAPACITY)) as Rc<dyn Sequencer>);
-    let core = Rc::new(Core::new(Parts {
+    let duties = Duties::new(Parts {
         index,
         workers: shared.workers,
         cfg,
@@ -346,7 +346,8 @@ async fn run_core(boot: CoreBoot) {
         liveness: shared.liveness.clone(),
         order,
         mesh: senders,
-    }));
+    });
+    let core = duties.core().clone();
 
     {
         let core = core.clone();
@@ -358,13 +359,13 @@ async fn run_core(boot: CoreBoot) {
         })
         .detach();
     }
-    glommio::spawn_local(core.clone().run_order()).detach();
+    glommio::spawn_local(duties.clone().run_order()).detach();
     let receivers = Rc::new(receivers);
-    for peer in (0..core.workers()).filter(|&p| p != index) {
-        glommio::spawn_local(core.clone().run_receiver(receivers.clone(), peer)).detach();
+    for peer in (0..duties.workers()).filter(|&p| p != index) {
+        glommio::spawn_local(duties.clone().run_receiver(receivers.clone(), peer)).detach();
     }
-    core.tick();
-    glommio::spawn_local(core.clone().run_sweep()).detach();
+    duties.tick();
+    glommio::spawn_local(duties.clone().run_sweep()).detach();
     glommio::spawn_local(crate::conn::flusher::run(core.clone())).detach();
     if let Some(admin) = admin {
         let admin = sys::glommio_listener(admin);
@@ -387,9 +388,9 @@ async fn run_core(boot: CoreBoot) {
     tracing::debug!(core = index, "core serving");
 
     let _ = stop.recv_async().await;
-    shutdown(&core).await;
+    shutdown(&duties).await;
     accept.await;
-    core.flush_access_log();
+    duties.flush_access_log();
     let s = &core.stats;
     tracing::info!(
         core = index,
@@ -403,11 +404,11 @@ async fn run_core(boot: CoreBoot) {
 }
 
 /// Ordered shutdown of one core (every core runs it at once; see the module docs).
-async fn shutdown(core: &Rc<Core>) {
-    core.stop_serving().await;
-    core.finish_order().await;
-    drain_subscribers(core).await;
-    core.until_no_subscriber().await;
+async fn shutdown(duties: &Duties) {
+    duties.stop_serving().await;
+    duties.finish_order().await;
+    drain_subscribers(duties.core()).await;
+    duties.until_no_subscriber().await;
 }
 
 /// Closes this core's subscribers spread over `drain_period` rather than all at once, so

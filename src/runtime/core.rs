@@ -122,8 +122,7 @@ pub struct Core {
 }
 
 impl Core {
-    /// Builds a core's state from its parts.
-    pub fn new(p: Parts) -> Core {
+    fn new(p: Parts) -> Core {
         let cfg = p.cfg;
         Core {
             index: p.index,
@@ -154,11 +153,6 @@ impl Core {
         }
     }
 
-    /// Number of cores.
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
     /// Whether the core has been told to stop.
     pub fn is_stopping(&self) -> bool {
         !self.life.is_serving()
@@ -185,7 +179,7 @@ impl Core {
     }
 
     /// Hands the buffered access log lines to the writer thread (never waits).
-    pub fn flush_access_log(&self) {
+    fn flush_access_log(&self) {
         if let Some(log) = &self.access_log {
             Stats::add(&self.stats.access_log_dropped, log.flush());
         }
@@ -295,7 +289,7 @@ impl Core {
     }
 
     /// This core's answer to `question`.
-    pub fn answer(&self, question: &Question) -> Reply {
+    fn answer(&self, question: &Question) -> Reply {
         match question {
             Question::Subscriptions => Reply::Subscriptions(self.shard.borrow().subscriptions()),
             Question::Stats => {
@@ -416,39 +410,67 @@ impl Core {
         }
     }
 
+    fn order_idle(&self) -> bool {
+        self.broadcasting.get() == 0 && self.order.as_ref().is_none_or(|o| o.backlog() == 0)
+    }
+}
+
+/// A core's own duties, for `server` only: its tasks (the order, the receivers from each
+/// peer, the sweep) and the steps of its shutdown. A connection's handlers hold `&Core`,
+/// which offers none of these, nor the mesh, the order or the lifecycle.
+#[derive(Clone)]
+pub struct Duties(Rc<Core>);
+
+impl Duties {
+    /// Builds a core's state from its parts.
+    pub fn new(p: Parts) -> Duties {
+        Duties(Rc::new(Core::new(p)))
+    }
+
+    /// The state a connection's handlers (and the flusher, the admin listener) get.
+    pub fn core(&self) -> &Rc<Core> {
+        &self.0
+    }
+
+    /// Number of cores.
+    pub fn workers(&self) -> usize {
+        self.0.workers
+    }
+
+    /// Hands the buffered access log lines to the writer thread (never waits).
+    pub fn flush_access_log(&self) {
+        self.0.flush_access_log();
+    }
+
     /// The order's task (sequencing core): each event the order yields is applied here and
     /// then sent to every other core, in that order.
-    pub async fn run_order(self: Rc<Self>) {
-        let Some(order) = self.order.clone() else {
+    pub async fn run_order(self) {
+        let Some(order) = self.0.order.clone() else {
             return;
         };
         loop {
             let s = poll_fn(|cx| order.poll_next(cx)).await;
-            self.broadcasting.set(self.broadcasting.get() + 1);
-            for (peer, msg) in self.distribute(s) {
+            self.0.broadcasting.set(self.0.broadcasting.get() + 1);
+            for (peer, msg) in self.0.distribute(s) {
                 // Waits only if that core is behind by a full mesh channel: back-pressure
                 // between cores, never on a subscriber.
-                if self.mesh.send_to(peer, msg).await.is_err() {
+                if self.0.mesh.send_to(peer, msg).await.is_err() {
                     tracing::warn!(peer, "core channel closed; event not forwarded");
                 }
             }
-            self.broadcasting.set(self.broadcasting.get() - 1);
-            if self.order_idle() {
-                self.life.notify();
+            self.0.broadcasting.set(self.0.broadcasting.get() - 1);
+            if self.0.order_idle() {
+                self.0.life.notify();
             }
         }
     }
 
-    fn order_idle(&self) -> bool {
-        self.broadcasting.get() == 0 && self.order.as_ref().is_none_or(|o| o.backlog() == 0)
-    }
-
     /// Receives what `peer` sends this core, in order.
-    pub async fn run_receiver(self: Rc<Self>, receivers: Rc<Receivers<CoreMsg>>, peer: usize) {
+    pub async fn run_receiver(self, receivers: Rc<Receivers<CoreMsg>>, peer: usize) {
         while let Ok(Some(msg)) = receivers.recv_from(peer).await {
             match msg {
                 CoreMsg::Publish { origin, update } => {
-                    let Some(order) = &self.order else { continue };
+                    let Some(order) = &self.0.order else { continue };
                     // Already accepted by its core: wait for room rather than drop it.
                     let mut update = update;
                     loop {
@@ -462,11 +484,11 @@ impl Core {
                 CoreMsg::Ask { origin, question } => {
                     let reply = CoreMsg::Reply {
                         token: origin.token,
-                        reply: self.answer(&question),
+                        reply: self.0.answer(&question),
                     };
-                    let _ = self.mesh.send_to(origin.core, reply).await;
+                    let _ = self.0.mesh.send_to(origin.core, reply).await;
                 }
-                CoreMsg::Reply { token, reply } => self.requests.answer(token, reply),
+                CoreMsg::Reply { token, reply } => self.0.requests.answer(token, reply),
                 CoreMsg::Event {
                     seq,
                     id,
@@ -475,7 +497,7 @@ impl Core {
                     frame,
                     at,
                     origin,
-                } => self.apply(
+                } => self.0.apply(
                     Event {
                         seq,
                         id: id.into(),
@@ -489,10 +511,10 @@ impl Core {
                     origin,
                 ),
                 CoreMsg::Drained => {
-                    self.drained_peers.set(self.drained_peers.get() + 1);
-                    self.life.notify();
+                    self.0.drained_peers.set(self.0.drained_peers.get() + 1);
+                    self.0.life.notify();
                 }
-                CoreMsg::Flush => self.life.advance(Phase::Flushed),
+                CoreMsg::Flush => self.0.life.advance(Phase::Flushed),
             }
         }
     }
@@ -501,29 +523,29 @@ impl Core {
     /// subscribers get their `:` line about every `heartbeat_interval`, spread over it.
     /// Token expiry and stream lifetimes: each tick (at most a second apart) ends the
     /// subscribers whose deadline passed.
-    pub async fn run_sweep(self: Rc<Self>) {
-        let interval = self.cfg.heartbeat_interval;
+    pub async fn run_sweep(self) {
+        let interval = self.0.cfg.heartbeat_interval;
         let phases = (interval.as_millis() / 5).clamp(1, 16) as usize;
         let phases = phases.max(interval.as_secs() as usize).min(3600);
         let tick = interval / phases as u32;
         let mut phase = 0;
-        while !self.is_stopping() {
-            future::or(glommio::timer::sleep(tick), self.stopped()).await;
-            if self.is_stopping() {
+        while !self.0.is_stopping() {
+            future::or(glommio::timer::sleep(tick), self.0.stopped()).await;
+            if self.0.is_stopping() {
                 break;
             }
             let now = Instant::now();
-            self.liveness.tick(self.index);
-            self.flush_access_log();
-            let mut shard = self.shard.borrow_mut();
+            self.0.liveness.tick(self.0.index);
+            self.0.flush_access_log();
+            let mut shard = self.0.shard.borrow_mut();
             let sent = shard.heartbeat_step(phase, phases, now, interval);
             let expired = shard.deadlines(crate::clock::unix_millis());
             drop(shard);
-            Stats::add(&self.stats.heartbeats, sent as u64);
-            Stats::add(&self.stats.tokens_expired, expired.tokens as u64);
-            Stats::add(&self.stats.lifetimes_ended, expired.lifetimes as u64);
+            Stats::add(&self.0.stats.heartbeats, sent as u64);
+            Stats::add(&self.0.stats.tokens_expired, expired.tokens as u64);
+            Stats::add(&self.0.stats.lifetimes_ended, expired.lifetimes as u64);
             if phase == 0 {
-                self.history.borrow_mut().expire(now);
+                self.0.history.borrow_mut().expire(now);
             }
             phase = (phase + 1) % phases;
         }
@@ -531,40 +553,42 @@ impl Core {
 
     /// Records that this core runs its tasks (for the watchdog).
     pub fn tick(&self) {
-        self.liveness.tick(self.index);
+        self.0.liveness.tick(self.0.index);
     }
 
     /// Shutdown, first step: stop serving (listener, idle keep-alive connections and new
     /// publishes see it at once) and wait for this core's publishes in flight.
     pub async fn stop_serving(&self) {
-        self.life.advance(Phase::Draining);
-        self.life.until(|| self.life.inflight() == 0).await;
+        self.0.life.advance(Phase::Draining);
+        self.0.life.until(|| self.0.life.inflight() == 0).await;
     }
 
     /// Shutdown, second step: once every core has no publish in flight and the order has
     /// handed out its last event to every core, this core is flushed: nothing more will
     /// reach its subscribers.
     pub async fn finish_order(&self) {
-        if self.order.is_some() {
-            let peers = self.workers - 1;
-            self.life
-                .until(|| self.drained_peers.get() == peers && self.order_idle())
+        if self.0.order.is_some() {
+            let peers = self.0.workers - 1;
+            self.0
+                .life
+                .until(|| self.0.drained_peers.get() == peers && self.0.order_idle())
                 .await;
-            for peer in (0..self.workers).filter(|&p| p != self.index) {
-                let _ = self.mesh.send_to(peer, CoreMsg::Flush).await;
+            for peer in (0..self.0.workers).filter(|&p| p != self.0.index) {
+                let _ = self.0.mesh.send_to(peer, CoreMsg::Flush).await;
             }
-            self.life.advance(Phase::Flushed);
+            self.0.life.advance(Phase::Flushed);
         } else {
-            let _ = self.mesh.send_to(SEQUENCER, CoreMsg::Drained).await;
-            self.life
-                .until(|| self.life.phase() >= Phase::Flushed)
+            let _ = self.0.mesh.send_to(SEQUENCER, CoreMsg::Drained).await;
+            self.0
+                .life
+                .until(|| self.0.life.phase() >= Phase::Flushed)
                 .await;
         }
     }
 
     /// Shutdown, last step: waits until the shard is empty (every subscriber closed).
     pub async fn until_no_subscriber(&self) {
-        self.life.until(|| self.shard.borrow().is_empty()).await;
-        self.life.advance(Phase::Stopped);
+        self.0.life.until(|| self.0.shard.borrow().is_empty()).await;
+        self.0.life.advance(Phase::Stopped);
     }
 }

@@ -9,7 +9,7 @@ mod core;
 pub mod lifecycle;
 pub mod mesh;
 
-pub use self::core::{Core, NotSubmitted, Parts, SEQUENCER};
+pub use self::core::{Core, Duties, NotSubmitted, Parts, SEQUENCER};
 pub use self::mesh::{CoreMsg, Question, Reply};
 
 use std::sync::atomic::{AtomicU64, Ordering};
