@@ -1,6 +1,9 @@
 //! The optional access log (`access_log`): one line per request, written when the request is
 //! answered, or for a subscriber when its stream ends.
 //!
+//! Owns: the per-core line buffer and the one writer thread. May call: nothing of the
+//! crate.
+//!
 //! ```text
 //! 2026-11-22T07:40:00.123Z core=0 conn=1 peer=127.0.0.1:40000 method=GET path=/.well-known/mercure status=200 bytes=1234 duration_ms=5012.345 end=client_closed
 //! ```

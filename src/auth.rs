@@ -1,5 +1,8 @@
 //! JWT authorization (Mercure §"Authorization"): finding the token, verifying it, and reading
 //! the `mercure` claim.
+//!
+//! Owns: token lookup and verification, the claims. May call: `hub` (selectors), `error`,
+//! `clock`.
 
 use std::cell::RefCell;
 use std::path::PathBuf;

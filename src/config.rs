@@ -1,6 +1,9 @@
 //! Configuration: a serde struct read from TOML, overridden by CLI flags, checked by
 //! [`Config::validate`] separately from loading.
 //!
+//! Owns: every key, its default, its flag and its validation. May call: `auth` (key
+//! checks).
+//!
 //! Every key is declared once, in the `config_keys!` table below (field, default, flag), and
 //! documented there, in `config/ssegate.toml` and in the README table.
 

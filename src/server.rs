@@ -4,10 +4,10 @@
 //! May call everything below it: `runtime`, `conn`, `net`, `hub`, `auth`, `access_log`,
 //! `config`.
 //!
-//! Each executor gets what it needs by value when it is spawned ([`CoreBoot`]): its own
+//! Each executor gets what it needs by value when it is spawned (`CoreBoot`): its own
 //! listener, stop and reload channels; core 0 also the admin listener and the order.
 //!
-//! Shutdown, on every core at once ([`shutdown`]): stop accepting and close idle keep-alive
+//! Shutdown, on every core at once (`shutdown`): stop accepting and close idle keep-alive
 //! connections; let publishes in flight finish on every core; once the order has sent its
 //! last event to every core, flush each subscriber's queue and close it (spread over
 //! `drain_period`, each with a `retry:` hint) so that clients reconnect elsewhere.

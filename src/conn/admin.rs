@@ -1,6 +1,8 @@
 //! The admin listener (core 0): `/metrics` (Prometheus text, every core's counters gathered
 //! over the mesh and labelled by core), `/healthz` (the process answers) and `/readyz` (the
 //! cores serve and are not shutting down).
+//!
+//! Owns: the admin routes. May call: `runtime` (gather), `metrics`, `http`, `net`.
 
 use std::rc::Rc;
 use std::time::Instant;

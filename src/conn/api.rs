@@ -1,5 +1,7 @@
 //! ③ The subscriptions API (`GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`):
 //! authorized like a subscription, answered from every core's shard gathered over the mesh.
+//!
+//! Owns: the API's authorization and answer. May call: `runtime` (gather), `hub`, `http`.
 
 use super::publisher::verify_request;
 use crate::error::HttpError;

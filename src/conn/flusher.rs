@@ -1,6 +1,9 @@
 //! ⑥ The core's flusher: writes the queues of dirty plain subscribers to their sockets, many
 //! subscribers per wake-up, with no task woken per subscriber.
 //!
+//! Owns: the core's batched sends. May call: `hub` (the shard's dirty list and outboxes),
+//! `net::sys`, `metrics`.
+//!
 //! Fan-out marks a subscriber dirty; the flusher takes the whole dirty list and gives each
 //! subscriber one non-blocking send of everything queued for it. A send the kernel does not
 //! take in full hands that subscriber to its own task (which awaits writability under

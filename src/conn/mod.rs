@@ -1,6 +1,6 @@
 //! ②③⑥ A connection's life on its core. Owns: admission (`max_connections`), the TLS
-//! handshake, reading request heads within limits, routing ([`route`]), writing every answer
-//! and deciding what happens to the connection next ([`respond`]), and the subscriber stream
+//! handshake, reading request heads within limits, routing (`route`), writing every answer
+//! and deciding what happens to the connection next (`respond`), and the subscriber stream
 //! a connection may become. May call: `runtime` (through [`Core`]'s handler methods), `hub`,
 //! `http`, `auth`, `net`, `access_log`, `error`, `metrics`.
 //!

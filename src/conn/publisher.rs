@@ -1,5 +1,8 @@
 //! ③ A publish request: limits, token, body, validation, then the sequencer's
 //! acknowledgement, answered with the event's id.
+//!
+//! Owns: a POST's checks, body and answer. May call: `runtime` (publish), `hub`, `auth`,
+//! `http`.
 
 use std::time::Instant;
 

@@ -1,4 +1,6 @@
 //! A client connection, plain or TLS, with the few socket operations the gateway needs.
+//!
+//! Owns: the plain-or-TLS stream type. May call: `conn::tls`.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -68,7 +70,7 @@ impl Stream {
 
     /// After [`AsyncWriteExt::close`](futures_lite::io::AsyncWriteExt::close): reads and
     /// discards what the client still sends, without decrypting it (see
-    /// [`TlsStream::poll_drain`]). Returns how many bytes went, 0 at end of stream.
+    /// `TlsStream::poll_drain`). Returns how many bytes went, 0 at end of stream.
     pub async fn drain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         std::future::poll_fn(|cx| match &mut self.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),

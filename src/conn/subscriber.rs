@@ -2,6 +2,10 @@
 //! as the connection's writer: wait for queued frames, write each batch in one `send`,
 //! and notice a client that goes away.
 //!
+//! Owns: a subscription's parsing, registration (its [`Registration`] in the shard), replay
+//! and live writes. May call: `runtime` (submit, catch up), `hub`, `auth`, `http`,
+//! `net::sys`, `metrics`, `access_log`.
+//!
 //! The stream is close-delimited ([`Response::event_stream`]): the event bytes encoded once
 //! by the sequencer go to the socket as they are.
 

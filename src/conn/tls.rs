@@ -1,6 +1,8 @@
 //! ② A TLS connection over a glommio `TcpStream`, driven through rustls' unbuffered API so
 //! that an idle connection owns no I/O buffer.
 //!
+//! Owns: the TLS record layer of one connection. May call: `net::tls` (tests only).
+//!
 //! The stream is generic over its transport (a `TcpStream` unless named otherwise) only so
 //! that the fuzz target `tests/fuzz` can drive the same code over bytes in memory.
 //!

@@ -1,6 +1,8 @@
 //! CORS (`cors_origins`): which browser origins may subscribe and publish, and the headers
 //! that tell the browser so. A listed origin may send credentials (the `mercureAuthorization`
 //! cookie); `*` admits any origin but never with credentials, as browsers require.
+//!
+//! Owns: the CORS policy and its headers. May call: `error`, `http::response`.
 
 use super::{Request, Response};
 use crate::error::HttpError;

@@ -1,5 +1,7 @@
 //! Strict `application/x-www-form-urlencoded` decoding (queries and publish bodies).
 //!
+//! Owns: form decoding. May call: `error`.
+//!
 //! `form_urlencoded` is lenient by design (bad escapes pass through, invalid UTF-8 becomes
 //! U+FFFD). A gateway must not silently publish to a topic other than the one meant, so this
 //! refuses both with 400 instead; percent-decoding itself is `percent-encoding`'s.

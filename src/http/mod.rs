@@ -1,6 +1,9 @@
 //! ② HTTP/1.1 request heads: parsing with limits, routing, and `application/x-www-form-urlencoded`
 //! decoding for queries and publish bodies.
 //!
+//! Owns: the request head ([`Request`]), its limits, forms, CORS and [`Response`]. May
+//! call: `error`.
+//!
 //! Only what a push gateway needs is parsed out of the head; the rest is validated by
 //! `httparse` and dropped, so a request costs one small allocation per kept header.
 

@@ -1,5 +1,7 @@
 //! ④ Updates and their one-time encoding into SSE bytes.
 //!
+//! Owns: [`Update`], [`Event`] and the encoding. May call: nothing of the crate.
+//!
 //! An [`Update`] is what a publisher sent, validated. The sequencer gives it a position and
 //! turns it into an [`Event`], whose `frame` holds the final `text/event-stream` bytes: every
 //! subscriber on every core writes a clone of that handle, never a re-serialisation.

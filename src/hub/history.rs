@@ -1,5 +1,7 @@
 //! The per-core event history used for `Last-Event-ID` resume.
 //!
+//! Owns: the events kept for resume and the id index. May call: `hub::event`.
+//!
 //! Every core receives every event in the sequencer's order, so every core holds the same
 //! history and a subscriber resumes on whichever core it reconnects to, without asking
 //! another core.

@@ -1,5 +1,8 @@
 //! ③–⑤ The hub: publish validation, the sequencer's one order and history, the per-core
 //! subscriber shard and its fan-out.
+//!
+//! Owns: everything about events and subscribers that is not a socket. May call: `http`
+//! (forms), `net::sys` (the shard's drops), `error`.
 
 pub mod event;
 pub mod history;

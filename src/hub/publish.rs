@@ -1,4 +1,6 @@
 //! ③ Publish: turn a form body into a validated [`Update`].
+//!
+//! Owns: the publish form's rules. May call: `http` (forms), `error`.
 
 use crate::error::HttpError;
 use crate::http::parse_form;

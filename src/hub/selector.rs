@@ -1,6 +1,8 @@
 //! Topic selectors (Mercure §"Topic Selectors"): the one place that decides whether a topic
 //! matches what a subscriber asked for, or what a token allows.
 //!
+//! Owns: parsing and matching selectors, their cost bounds. May call: nothing of the crate.
+//!
 //! A selector is `*`, a URI Template (RFC 6570), or any other string compared exactly. The
 //! shard compiles each distinct selector once per core and shares it between the
 //! subscribers that use it.

@@ -1,6 +1,10 @@
 //! ⑤ The per-core subscriber shard: this core's subscribers, the index from selector to
 //! subscribers, and the fan-out of one event to every local match.
 //!
+//! Owns: the subscriber table, the selector index, deadlines and fan-out; each subscriber's
+//! [`Outbox`] is its write protocol. May call: `hub` (event, selector, outbox), `net::sys`
+//! (drops).
+//!
 //! Only this core touches its shard (`Rc<RefCell<_>>`, no lock). Fan-out never waits: each
 //! matching subscriber gets a clone of the event's `Bytes` pushed on its bounded queue; a
 //! subscriber whose queue would pass `max_queued_bytes` is dropped on the spot (it will

@@ -1,6 +1,8 @@
 //! Active subscriptions (Mercure §"Active Subscriptions"): the subscription events published
 //! when a subscription starts or ends, and the JSON-LD documents of the subscriptions API.
 //!
+//! Owns: subscription events and the API's documents. May call: `hub` (event, publish).
+//!
 //! Subscription events are ordinary private updates: they go through the sequencer like any
 //! publish, so every core sees them in the one order and they resume like any event.
 

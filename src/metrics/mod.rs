@@ -1,5 +1,7 @@
 //! Prometheus text exposition of every core's [`Snapshot`], labelled by core (sum them with
 //! `sum without (core)`), plus build information.
+//!
+//! Owns: the exposition format. May call: nothing above it (`metrics::counters`).
 
 use std::fmt::Write;
 

@@ -2,6 +2,9 @@
 //! SO_REUSEPORT and a chosen backlog, `shutdown(2)` and socket options on a subscriber's raw
 //! fd (abortive close, send buffer cap), and the
 //! flusher's non-blocking sends (one `send(2)` each, or a batch on an io_uring).
+//!
+//! Owns: every `unsafe` block and raw socket call, each with its SAFETY note. May call:
+//! nothing of the crate.
 #![allow(unsafe_code)]
 
 use std::io;

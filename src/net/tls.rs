@@ -2,6 +2,8 @@
 //! rustls' safe defaults, ALPN `http/1.1`, session tickets on), built with one explicit
 //! crypto provider (aws-lc-rs, shared with the JWT verifier) so no process-wide default is
 //! needed.
+//!
+//! Owns: the rustls server configuration. May call: nothing of the crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
