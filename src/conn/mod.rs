@@ -91,7 +91,7 @@ async fn serve(core: Rc<Core>, stream: Box<TcpStream>, conn_id: u64, over_capaci
     Stats::add(&core.stats.conns_open, 1);
     let _slot = Slot(core.clone());
     let reason = match Box::pin(requests(&core, stream, conn_id, over_capacity)).await {
-        Ok(live) => subscriber::stream(&core, live, conn_id).await,
+        Ok(live) => subscriber::stream(live, conn_id).await,
         Err(reason) => reason,
     };
     core.stats.closed(reason);
