@@ -16,7 +16,7 @@ LAYERS = [
     ["metrics", "access_log"],
     ["net", "http"],
     ["hub"],
-    ["auth"],
+    ["auth", "engine"],
     ["config"],
     ["runtime"],
     ["conn"],

@@ -348,6 +348,39 @@ config_keys! {
         /// Log filter, e.g. "info" or "ssegate=debug".
         #[arg(long)]
     }
+    /// Where the one order of events lives: `"memory"` (this process only, the default) or
+    /// `"redis"` (a Redis stream shared by every node, see `redis_url`).
+    engine: Engine = Engine::Memory,
+    flag {
+        /// Event engine: memory (one process) or redis (a stream shared by many nodes).
+        #[arg(long, value_enum)]
+    }
+    /// Redis server of the `redis` engine: `redis://[user:password@]host:port[/db]`.
+    redis_url: String = "redis://127.0.0.1:6379".to_string(),
+    flag {
+        /// Redis URL of the redis engine, e.g. "redis://127.0.0.1:6379".
+        #[arg(long, env = "SSEGATE_REDIS_URL", hide_env_values = true)]
+    }
+    /// Key of the Redis stream that holds the order.
+    redis_stream: String = "ssegate:events".to_string(),
+    flag {
+        /// Redis stream key.
+        #[arg(long)]
+    }
+    /// Entries the stream keeps (`XADD … MAXLEN ~`): the cluster's history.
+    redis_history_size: usize = 100_000,
+    flag {
+        /// Entries kept in the Redis stream.
+        #[arg(long)]
+    }
+    /// Longest wait for Redis: connecting, and each answer to a publish. A publish Redis does
+    /// not confirm in time gets `503` with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    redis_timeout: Duration = Duration::from_secs(2),
+    flag {
+        /// Timeout of Redis calls, e.g. "2s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// Access log, one line per request: `"off"`, `"stderr"`, `"stdout"`, or a file path
     /// (appended to). See [`crate::access_log`].
     access_log: String = "off".to_string(),
@@ -369,6 +402,17 @@ pub enum WritePath {
     #[default]
     #[value(name = "io_uring")]
     IoUring,
+}
+
+/// Where the order of events lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// In this process's memory: one node.
+    #[default]
+    Memory,
+    /// A Redis stream: every node reads the same order.
+    Redis,
 }
 
 /// How log lines are written.
@@ -534,6 +578,19 @@ impl Config {
                     "access_log",
                     "must be \"off\", \"stderr\", \"stdout\" or a file path, not a directory",
                 ));
+            }
+        }
+        if self.engine == Engine::Redis {
+            crate::engine::redis::Url::parse(&self.redis_url)
+                .map_err(|e| invalid("redis_url", e.to_string()))?;
+            if self.redis_stream.is_empty() {
+                return Err(invalid("redis_stream", "must not be empty"));
+            }
+            if self.redis_history_size == 0 {
+                return Err(invalid("redis_history_size", "must be at least 1"));
+            }
+            if self.redis_timeout < Duration::from_millis(10) {
+                return Err(invalid("redis_timeout", "must be at least 10ms"));
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {

@@ -70,6 +70,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod engine;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

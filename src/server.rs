@@ -25,7 +25,8 @@ use glommio::{CpuSet, ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::access_log::{self, AccessLog};
 use crate::auth::Verifier;
-use crate::config::Config;
+use crate::config::{Config, Engine};
+use crate::engine::{self, redis::Redis};
 use crate::hub::sequencer::{self, Sequencer};
 use crate::net::{listener, sys};
 use crate::runtime::{Core, CoreMsg, Duties, Liveness, Parts, MESH_CAPACITY, SEQUENCER};
@@ -62,6 +63,18 @@ pub enum StartError {
     /// The access log could not be opened.
     #[error("cannot open the access log: {0}")]
     AccessLog(#[source] std::io::Error),
+    /// `redis_url` names no reachable address.
+    #[error("invalid `redis_url`: {0}")]
+    RedisUrl(#[source] engine::redis::UrlError),
+    /// Redis could not be reached at start: a node that cannot see the order does not say
+    /// it is ready (systemd restarts it; `Restart=on-failure`).
+    #[error("cannot start the redis engine at {url}: {source}")]
+    Redis {
+        /// The server's address.
+        url: SocketAddr,
+        /// What failed.
+        source: engine::redis::RedisError,
+    },
 }
 
 /// A started gateway.
@@ -119,8 +132,11 @@ struct Shared {
     liveness: Liveness,
     /// Where each core hands its access log lines, when the access log is on.
     access_log: Option<flume::Sender<Option<Vec<u8>>>>,
-    /// Each core reports its index here once it serves (or drops its sender if it cannot).
-    ready: flume::Sender<usize>,
+    /// The redis engine's options, when it is the engine.
+    redis: Option<engine::redis::Options>,
+    /// Each core reports its index here once it serves, or why it cannot (or drops its
+    /// sender).
+    ready: flume::Sender<Result<usize, StartError>>,
 }
 
 /// What one core gets, by value, when its executor is spawned.
@@ -159,6 +175,20 @@ pub fn start(
     };
     let access_log = access_log::Writer::start(&access_log::Target::parse(&cfg.access_log))
         .map_err(StartError::AccessLog)?;
+    let redis = match cfg.engine {
+        Engine::Memory => None,
+        Engine::Redis => {
+            let url = engine::redis::Url::parse(&cfg.redis_url).map_err(StartError::RedisUrl)?;
+            let addr = url.resolve().map_err(StartError::RedisUrl)?;
+            Some(engine::redis::Options {
+                url,
+                addr,
+                stream: cfg.redis_stream.clone(),
+                history: cfg.redis_history_size,
+                timeout: cfg.redis_timeout,
+            })
+        }
+    };
     let (ready_tx, ready_rx) = flume::unbounded();
     let shared = Arc::new(Shared {
         cfg: Arc::new(cfg),
@@ -168,6 +198,7 @@ pub fn start(
         conns: Arc::new(AtomicUsize::new(0)),
         liveness: Liveness::new(workers),
         access_log: access_log.as_ref().map(access_log::Writer::sender),
+        redis,
         ready: ready_tx,
     });
     let mesh = MeshBuilder::full(workers, MESH_CAPACITY);
@@ -228,11 +259,14 @@ pub fn start(
         return Err(e);
     }
     for _ in 0..workers {
-        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            running.stop.stop();
-            running.join();
-            return Err(StartError::CoreFailed);
-        }
+        let failed = match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => StartError::CoreFailed,
+        };
+        running.stop.stop();
+        running.join();
+        return Err(failed);
     }
     Ok(running)
 }
@@ -298,6 +332,27 @@ async fn run_core(boot: CoreBoot) {
         shared,
     } = boot;
     let cfg = shared.cfg.clone();
+    // The redis engine is connected before the mesh is joined: a sequencer that cannot see
+    // the order ends its core here, and its peers, still waiting to join, are released by
+    // the stop that `start` then sends (after the join they would wait for it to drain).
+    let mut redis = None;
+    let order: Option<Rc<dyn Sequencer>> = match (index == SEQUENCER, &shared.redis) {
+        (false, _) => None,
+        (true, None) => Some(Rc::new(sequencer::Memory::new(MESH_CAPACITY))),
+        (true, Some(opts)) => match Redis::connect(opts.clone(), MESH_CAPACITY).await {
+            Ok(r) => {
+                redis = Some(r.clone());
+                Some(r)
+            }
+            Err(source) => {
+                let _ = shared.ready.send(Err(StartError::Redis {
+                    url: opts.addr,
+                    source,
+                }));
+                return;
+            }
+        },
+    };
     // Raced against the stop: if a later executor could not be created, this one would
     // otherwise wait for its peers forever.
     let join = future::or(async { mesh.join().await.ok() }, async {
@@ -329,8 +384,6 @@ async fn run_core(boot: CoreBoot) {
             return;
         }
     };
-    let order = (index == SEQUENCER)
-        .then(|| Rc::new(sequencer::Memory::new(MESH_CAPACITY)) as Rc<dyn Sequencer>);
     let duties = Duties::new(Parts {
         index,
         workers: shared.workers,
@@ -360,6 +413,10 @@ async fn run_core(boot: CoreBoot) {
         .detach();
     }
     glommio::spawn_local(duties.clone().run_order()).detach();
+    if let Some(redis) = redis {
+        glommio::spawn_local(redis.clone().run_publisher()).detach();
+        glommio::spawn_local(redis.run_reader()).detach();
+    }
     let receivers = Rc::new(receivers);
     for peer in (0..duties.workers()).filter(|&p| p != index) {
         glommio::spawn_local(duties.clone().run_receiver(receivers.clone(), peer)).detach();
@@ -384,7 +441,7 @@ async fn run_core(boot: CoreBoot) {
             listener::run(&listener, index, || core.stopped(), admit).await
         })
     };
-    let _ = shared.ready.send(index);
+    let _ = shared.ready.send(Ok(index));
     tracing::debug!(core = index, "core serving");
 
     let _ = stop.recv_async().await;

@@ -3,9 +3,9 @@
 //! runtime asks a [`Sequencer`] for the next event and carries it to every core.
 //!
 //! [`Memory`] is the single-node order (the in-memory engine): a bounded inbox numbered in
-//! arrival order. An engine-backed order (Redis Streams) is a second implementation of the
-//! same trait: its `submit` hands the update to the engine, and `poll_next` yields what the
-//! engine's stream returns, in the stream's order.
+//! arrival order. The Redis Streams order (`engine::redis`) is a second implementation of the
+//! same trait: its `submit` hands the update to Redis, and `poll_next` yields what the
+//! stream returns, in the stream's order, or an update Redis did not take.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -26,6 +26,14 @@ pub struct Origin {
     pub token: u64,
 }
 
+impl Origin {
+    /// No publisher waits here: the update came from another node through the engine.
+    pub const NOBODY: Origin = Origin {
+        core: usize::MAX,
+        token: 0,
+    };
+}
+
 /// An update in its final place: numbered and encoded once.
 #[derive(Debug)]
 pub struct Sequenced {
@@ -39,6 +47,21 @@ pub struct Sequenced {
     pub at: Instant,
     /// Whom to acknowledge.
     pub origin: Origin,
+}
+
+/// What the order hands out next.
+#[derive(Debug)]
+pub enum Next {
+    /// An event in its place, for every core.
+    Event(Sequenced),
+    /// An update the order could not place (its engine refused it or did not answer in
+    /// time): it was not stored, and its publisher is told so.
+    Refused {
+        /// Whom to tell.
+        origin: Origin,
+        /// Why, for the publisher's 503.
+        why: &'static str,
+    },
 }
 
 /// The order's inbox is full: the update is handed back (the caller answers 503).
@@ -56,8 +79,8 @@ pub trait Sequencer {
     /// Ready when [`Sequencer::submit`] would accept; otherwise wakes `cx` once it would.
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()>;
 
-    /// The next event in the order.
-    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Sequenced>;
+    /// The next event in the order, or an update it could not place.
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next>;
 
     /// Sequences `update` at once when nothing is ahead of it and the order can be decided
     /// here (the single-core fast path: no inbox, no task switch); else hands it back.
@@ -125,14 +148,14 @@ impl Sequencer for Memory {
         Poll::Pending
     }
 
-    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Sequenced> {
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
         let next = self.inbox.borrow_mut().pop_front();
         match next {
             Some((update, origin)) => {
                 for w in self.writers.borrow_mut().drain(..) {
                     w.wake();
                 }
-                Poll::Ready(self.place(update, origin))
+                Poll::Ready(Next::Event(self.place(update, origin)))
             }
             None => {
                 let mut reader = self.reader.borrow_mut();
@@ -178,6 +201,10 @@ mod tests {
 
     fn next(s: &Memory) -> Poll<Sequenced> {
         s.poll_next(&mut Context::from_waker(Waker::noop()))
+            .map(|n| match n {
+                Next::Event(s) => s,
+                Next::Refused { .. } => panic!("the memory order refuses nothing"),
+            })
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::error::HttpError;
 use crate::http::Cors;
 use crate::hub::event::{Event, Update};
 use crate::hub::history::History;
-use crate::hub::sequencer::{Full, Origin, Sequenced, Sequencer};
+use crate::hub::sequencer::{Full, Next, Origin, Sequenced, Sequencer};
 use crate::hub::shard::Shard;
 use crate::hub::subscriptions::SubscriptionInfo;
 use crate::metrics::counters::Stats;
@@ -224,10 +224,16 @@ impl Core {
             self.requests.forget(token);
             return Err(HttpError::Unavailable("publish queue full"));
         }
-        let done = rx.await;
-        Stats::add(&self.stats.published, 1);
-        done.map(drop)
-            .map_err(|_| HttpError::Unavailable("shutting down"))
+        match rx.await {
+            Ok(replies) => match replies.first() {
+                Some(Reply::Refused(why)) => Err(HttpError::Unavailable(why)),
+                _ => {
+                    Stats::add(&self.stats.published, 1);
+                    Ok(())
+                }
+            },
+            Err(_) => Err(HttpError::Unavailable("shutting down")),
+        }
     }
 
     /// Hands an update the gateway makes itself (subscription events) to the order, without
@@ -410,6 +416,20 @@ impl Core {
         }
     }
 
+    /// Tells the publisher behind `origin` that the order did not place its update.
+    async fn refused(&self, origin: Origin, why: &'static str) {
+        let reply = Reply::Refused(why);
+        if origin.core == self.index {
+            self.requests.answer(origin.token, reply);
+        } else if origin.core < self.workers {
+            let msg = CoreMsg::Reply {
+                token: origin.token,
+                reply,
+            };
+            let _ = self.mesh.send_to(origin.core, msg).await;
+        }
+    }
+
     fn order_idle(&self) -> bool {
         self.broadcasting.get() == 0 && self.order.as_ref().is_none_or(|o| o.backlog() == 0)
     }
@@ -449,7 +469,13 @@ impl Duties {
             return;
         };
         loop {
-            let s = poll_fn(|cx| order.poll_next(cx)).await;
+            let s = match poll_fn(|cx| order.poll_next(cx)).await {
+                Next::Event(s) => s,
+                Next::Refused { origin, why } => {
+                    self.0.refused(origin, why).await;
+                    continue;
+                }
+            };
             self.0.broadcasting.set(self.0.broadcasting.get() + 1);
             for (peer, msg) in self.0.distribute(s) {
                 // Waits only if that core is behind by a full mesh channel: back-pressure

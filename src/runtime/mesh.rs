@@ -89,6 +89,8 @@ pub enum Reply {
     Located(Option<u64>),
     /// The publish is in the order and applied on its core.
     Sequenced,
+    /// The order could not place the publish (its engine refused it or did not answer).
+    Refused(&'static str),
 }
 
 /// One question waiting for its answers.

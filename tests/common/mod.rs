@@ -505,3 +505,76 @@ pub fn metric_sum(text: &str, name: &str, labels: &str) -> u64 {
         })
         .sum()
 }
+
+/// A real `redis-server` on a free loopback port, without persistence, stopped on drop.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts `redis-server` and waits for its "Ready to accept connections" line. `None`
+    /// (with a message) when it is not installed, except under CI, where that is a failure.
+    pub fn start() -> Option<Redis> {
+        Redis::start_on(free_port())
+    }
+
+    /// Like [`Redis::start`], on a given port (Redis coming back where it was).
+    pub fn start_on(port: u16) -> Option<Redis> {
+        let spawned = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: redis-server not runnable ({e}); apt-get install redis-server");
+                return None;
+            }
+            Err(e) => panic!("redis-server not runnable under CI: {e}"),
+        };
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            panic!("redis-server did not become ready: {:?}", child.wait());
+        }
+        Some(Redis { child, port })
+    }
+
+    /// The URL the gateway is given.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,678 @@
+//! The order in a Redis stream, shared by every node. Owns: the node's two connections to
+//! Redis (one pipelining publishes, one blocking on the stream), the updates on their way
+//! there, and the reader's position. May call: `hub` (the sequencer trait, the update and
+//! its encoding), the connection in [`super::resp`].
+//!
+//! **Publish.** [`Redis::submit`] queues the update; the publisher task writes every queued
+//! update as one `XADD … MAXLEN ~ redis_history_size *` each, many in one write (pipelined),
+//! then reads their replies in order. The entry's stream id is its place in the one order.
+//! Each entry carries the origin (node, core, publisher) it came from.
+//!
+//! **Read.** The reader task blocks on `XREAD` from the last id it has and yields every
+//! entry, in the stream's order, as the next event of this node's order (numbered locally,
+//! encoded once here). The sequencing core broadcasts it to its cores as in memory mode, so
+//! every node and every core sees every event in the same order. A publisher is answered
+//! when the reader has read its own entry back and it is visible on the publisher's core: a
+//! publish answered before the next is sent, on any node, comes earlier in the order.
+//!
+//! **Failure.** A publish Redis refuses, or does not confirm within `redis_timeout`, is
+//! handed back as [`Next::Refused`] (the publisher gets 503 with `Retry-After`): nothing is
+//! acknowledged that Redis did not store. Either connection that fails is reopened with
+//! jittered back-off (at most two seconds); the reader continues from its last id, so what
+//! reached Redis meanwhile is not missed.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future::poll_fn;
+
+pub use super::resp::RedisError;
+use super::resp::{within, Conn, Frame};
+use crate::hub::event::{encode, Update};
+use crate::hub::sequencer::{Full, Next, Origin, Sequenced, Sequencer};
+
+/// Why a `redis_url` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// A scheme other than `redis://`.
+    #[error("must start with redis:// (rediss://, TLS to Redis, is not supported yet)")]
+    Scheme,
+    /// No host.
+    #[error("no host")]
+    Host,
+    /// The port is not a number from 1 to 65535.
+    #[error("the port must be a number from 1 to 65535")]
+    Port,
+    /// The path is not a database number.
+    #[error("the path must be a database number, like /0")]
+    Db,
+    /// Query parameters, which nothing here reads.
+    #[error("query parameters are not supported")]
+    Query,
+    /// The host name does not resolve.
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+}
+
+/// A parsed `redis://[user:password@]host[:port][/db]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// Host name or address (an IPv6 address without its brackets).
+    pub host: String,
+    /// Port (6379 when absent).
+    pub port: u16,
+    /// ACL user (empty: the default user).
+    pub user: String,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// Database number.
+    pub db: u32,
+}
+
+impl Url {
+    /// Parses a `redis_url`. User and password may be percent-encoded.
+    pub fn parse(text: &str) -> Result<Url, UrlError> {
+        let rest = text.strip_prefix("redis://").ok_or(UrlError::Scheme)?;
+        if rest.contains('?') || rest.contains('#') {
+            return Err(UrlError::Query);
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (user, password) = match userinfo.map(|u| u.split_once(':')) {
+            None => (String::new(), None),
+            Some(Some((u, p))) => (decode(u), Some(decode(p))),
+            // `redis://secret@host`: a password alone, as redis-cli reads it.
+            Some(None) => (String::new(), userinfo.map(decode)),
+        };
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').ok_or(UrlError::Host)?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            },
+        };
+        if host.is_empty() {
+            return Err(UrlError::Host);
+        }
+        let port = match port {
+            None => 6379,
+            Some(p) => p.parse().ok().filter(|&p| p > 0).ok_or(UrlError::Port)?,
+        };
+        let db = match path {
+            "" => 0,
+            n => n.parse().map_err(|_| UrlError::Db)?,
+        };
+        Ok(Url {
+            host: host.to_owned(),
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+
+    /// The server's address. Resolved once, at start: a core never waits on DNS.
+    pub fn resolve(&self) -> Result<SocketAddr, UrlError> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| UrlError::Resolve(self.host.clone()))
+    }
+}
+
+/// What the Redis order is built from (the `redis_*` keys).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server.
+    pub url: Url,
+    /// Its address, resolved at start.
+    pub addr: SocketAddr,
+    /// Stream key.
+    pub stream: String,
+    /// Entries the stream keeps.
+    pub history: usize,
+    /// Longest wait for one answer.
+    pub timeout: Duration,
+}
+
+/// Updates written per pipelined batch.
+const BATCH: usize = 256;
+/// Entries asked for per `XREAD`.
+const READ_COUNT: usize = 512;
+/// How long one `XREAD` blocks in Redis before it answers empty.
+const BLOCK: Duration = Duration::from_millis(1000);
+/// Events read and not yet taken by the order's task past which the reader waits.
+const READ_AHEAD: usize = 4096;
+/// Longest pause between two attempts to reconnect.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The order in a Redis stream (see the module docs).
+pub struct Redis {
+    opts: Options,
+    /// This process's name in the entries' origin field.
+    node: String,
+    capacity: usize,
+    /// Submitted, not yet written to Redis.
+    outbox: RefCell<VecDeque<(Update, Origin)>>,
+    /// Written by this node and not read back yet: origin → when it was written.
+    outstanding: RefCell<HashMap<(usize, u64), Instant>>,
+    /// Read from the stream (or refused), waiting for the order's task.
+    ready: RefCell<VecDeque<Next>>,
+    next_seq: Cell<u64>,
+    /// The reader's position: the id of the last entry read.
+    last_id: RefCell<Bytes>,
+    /// The order's task (`poll_next`).
+    taker: RefCell<Option<Waker>>,
+    /// Tasks waiting for room in the outbox (`poll_ready`).
+    waiting_room: RefCell<Vec<Waker>>,
+    /// The publisher task, waiting for updates to write.
+    publisher: RefCell<Option<Waker>>,
+    /// The reader task, waiting for the order's task to catch up.
+    reader: RefCell<Option<Waker>>,
+    /// The publisher's connection, opened at start.
+    first: RefCell<Option<Conn>>,
+}
+
+impl Redis {
+    /// Connects to Redis and learns where the stream ends: the node reads what is published
+    /// from then on. Fails when Redis cannot be reached within the timeout.
+    pub async fn connect(opts: Options, capacity: usize) -> Result<Rc<Redis>, RedisError> {
+        let mut conn = open(&opts).await?;
+        let key = opts.stream.as_bytes();
+        let last = match conn
+            .call(
+                &[b"XREVRANGE", key, b"+", b"-", b"COUNT", b"1"],
+                opts.timeout,
+            )
+            .await?
+        {
+            Frame::Array(entries) => match entries.into_iter().next() {
+                Some(Frame::Array(entry)) => match entry.into_iter().next() {
+                    Some(Frame::BulkString(id)) => id,
+                    other => return Err(unexpected(&other)),
+                },
+                None => Bytes::from_static(b"0-0"),
+                Some(other) => return Err(unexpected(&other)),
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Rc::new(Redis {
+            opts,
+            node: format!("{:016x}", fastrand::u64(..)),
+            capacity: capacity.max(1),
+            outbox: RefCell::new(VecDeque::new()),
+            outstanding: RefCell::new(HashMap::new()),
+            ready: RefCell::new(VecDeque::new()),
+            next_seq: Cell::new(1),
+            last_id: RefCell::new(last),
+            taker: RefCell::new(None),
+            waiting_room: RefCell::new(Vec::new()),
+            publisher: RefCell::new(None),
+            reader: RefCell::new(None),
+            first: RefCell::new(Some(conn)),
+        }))
+    }
+
+    /// The publisher task: writes the queued updates to the stream, many per round trip.
+    pub async fn run_publisher(self: Rc<Self>) {
+        let mut conn = self.first.borrow_mut().take();
+        let mut failures = 0u32;
+        loop {
+            poll_fn(|cx| {
+                if self.outbox.borrow().is_empty() {
+                    *self.publisher.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => match open(&self.opts).await {
+                    Ok(c) => {
+                        if failures > 0 {
+                            tracing::info!("Redis publisher connection restored");
+                        }
+                        failures = 0;
+                        c
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, "cannot reach Redis; publishes refused");
+                        self.refuse_outbox("Redis is unreachable");
+                        backoff(failures).await;
+                        continue;
+                    }
+                },
+            };
+            let batch = self.write_batch(&mut c);
+            match within(self.opts.timeout, self.confirm(&mut c, &batch)).await {
+                Ok(()) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis publish failed; reconnecting");
+                    // Whatever was not confirmed is refused; the connection is dropped, so a
+                    // late reply cannot be taken for another command's.
+                    for origin in batch {
+                        if self.outstanding.borrow_mut().remove(&key(origin)).is_some() {
+                            self.refuse(origin, "Redis did not confirm the publish");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues an `XADD` for up to [`BATCH`] updates from the outbox; returns their origins.
+    fn write_batch(&self, c: &mut Conn) -> Vec<Origin> {
+        let mut outbox = self.outbox.borrow_mut();
+        let n = outbox.len().min(BATCH);
+        let mut origins = Vec::with_capacity(n);
+        let now = Instant::now();
+        let maxlen = Bytes::from(self.opts.history.to_string());
+        for (update, origin) in outbox.drain(..n) {
+            c.push(self.xadd(update, origin, &maxlen));
+            self.outstanding.borrow_mut().insert(key(origin), now);
+            origins.push(origin);
+        }
+        drop(outbox);
+        for w in self.waiting_room.borrow_mut().drain(..) {
+            w.wake();
+        }
+        origins
+    }
+
+    /// Writes the batch and reads one reply per update: an id is stored (its publisher is
+    /// answered when the reader reads it back), an error reply is refused at once.
+    async fn confirm(&self, c: &mut Conn, batch: &[Origin]) -> Result<(), RedisError> {
+        c.flush().await?;
+        for &origin in batch {
+            match c.read().await? {
+                Frame::BulkString(_) => {}
+                Frame::Error(e) => {
+                    tracing::warn!(error = %e, "Redis refused a publish");
+                    if self.outstanding.borrow_mut().remove(&key(origin)).is_some() {
+                        self.refuse(origin, "Redis refused the publish");
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The `XADD` of one update. Fields: `i` id, `t` topic (repeated, canonical first), `d`
+    /// data, `e` event type, `r` retry, `p` private, `o` origin (`node/core/token`).
+    fn xadd(&self, u: Update, origin: Origin, maxlen: &Bytes) -> Vec<Bytes> {
+        let mut args = Vec::with_capacity(12 + 2 * u.topics.len());
+        let s = |b: &'static [u8]| Bytes::from_static(b);
+        args.extend([
+            s(b"XADD"),
+            Bytes::copy_from_slice(self.opts.stream.as_bytes()),
+            s(b"MAXLEN"),
+            s(b"~"),
+            maxlen.clone(),
+            s(b"*"),
+            s(b"i"),
+            Bytes::from(u.id),
+        ]);
+        for topic in u.topics {
+            args.extend([s(b"t"), Bytes::from(topic)]);
+        }
+        args.extend([s(b"d"), Bytes::from(u.data)]);
+        if let Some(t) = u.event_type {
+            args.extend([s(b"e"), Bytes::from(t)]);
+        }
+        if let Some(r) = u.retry {
+            args.extend([s(b"r"), Bytes::from(r.to_string())]);
+        }
+        if u.private {
+            args.extend([s(b"p"), s(b"1")]);
+        }
+        let o = format!("{}/{}/{}", self.node, origin.core, origin.token);
+        args.extend([s(b"o"), Bytes::from(o)]);
+        args
+    }
+
+    /// The reader task: blocks on the stream from the last id read and yields each entry as
+    /// the next event.
+    pub async fn run_reader(self: Rc<Self>) {
+        let mut conn: Option<Conn> = None;
+        let mut failures = 0u32;
+        loop {
+            // Let the order's task catch up before reading more.
+            poll_fn(|cx| {
+                if self.ready.borrow().len() >= READ_AHEAD {
+                    *self.reader.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            self.expire_outstanding();
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => match open(&self.opts).await {
+                    Ok(c) => {
+                        if failures > 0 {
+                            tracing::info!("Redis reader connection restored");
+                        }
+                        failures = 0;
+                        c
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, "cannot reach Redis; reader retrying");
+                        backoff(failures).await;
+                        continue;
+                    }
+                },
+            };
+            let last = self.last_id.borrow().clone();
+            let count = READ_COUNT.to_string();
+            let block = BLOCK.as_millis().to_string();
+            let args: [&[u8]; 7] = [
+                b"XREAD",
+                b"COUNT",
+                count.as_bytes(),
+                b"BLOCK",
+                block.as_bytes(),
+                b"STREAMS",
+                self.opts.stream.as_bytes(),
+            ];
+            let mut args = args.to_vec();
+            args.push(&last);
+            match c.call(&args, BLOCK + self.opts.timeout).await {
+                Ok(reply) => match self.take_entries(reply) {
+                    Ok(()) => conn = Some(c),
+                    Err(e) => tracing::warn!(error = %e, "bad stream read; reconnecting"),
+                },
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "Redis read failed; reconnecting");
+                    backoff(failures).await;
+                }
+            }
+        }
+    }
+
+    /// Turns an `XREAD` reply into events, in the stream's order.
+    fn take_entries(&self, reply: Frame) -> Result<(), RedisError> {
+        let streams = match reply {
+            Frame::Null => return Ok(()),
+            Frame::Array(streams) => streams,
+            other => return Err(unexpected(&other)),
+        };
+        let mut taken = 0;
+        for stream in streams {
+            let Frame::Array(mut parts) = stream else {
+                return Err(unexpected(&stream));
+            };
+            let Some(Frame::Array(entries)) = parts.pop() else {
+                return Err(RedisError::Protocol("stream without entries".into()));
+            };
+            for entry in entries {
+                let (id, fields) = match entry {
+                    Frame::Array(pair) => {
+                        let mut pair = pair.into_iter();
+                        match (pair.next(), pair.next()) {
+                            (Some(Frame::BulkString(id)), Some(Frame::Array(fields))) => {
+                                (id, fields)
+                            }
+                            _ => return Err(RedisError::Protocol("malformed entry".into())),
+                        }
+                    }
+                    other => return Err(unexpected(&other)),
+                };
+                *self.last_id.borrow_mut() = id.clone();
+                match self.entry(fields) {
+                    Some((update, origin)) => {
+                        let seq = self.next_seq.get();
+                        self.next_seq.set(seq + 1);
+                        self.ready.borrow_mut().push_back(Next::Event(Sequenced {
+                            seq,
+                            frame: encode(&update),
+                            update,
+                            at: Instant::now(),
+                            origin,
+                        }));
+                        taken += 1;
+                    }
+                    None => tracing::warn!(id = %String::from_utf8_lossy(&id),
+                        "stream entry is not an update; skipped"),
+                }
+            }
+        }
+        if taken > 0 {
+            if let Some(w) = self.taker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+        Ok(())
+    }
+
+    /// An entry's update, and whom on this node it acknowledges.
+    fn entry(&self, fields: Vec<Frame>) -> Option<(Update, Origin)> {
+        let mut u = Update {
+            topics: Vec::new(),
+            data: String::new(),
+            id: String::new(),
+            event_type: None,
+            retry: None,
+            private: false,
+        };
+        let mut origin = Origin::NOBODY;
+        let mut fields = fields.into_iter();
+        while let (Some(Frame::BulkString(f)), Some(Frame::BulkString(v))) =
+            (fields.next(), fields.next())
+        {
+            let text = || String::from_utf8(v.to_vec()).ok();
+            match &f[..] {
+                b"i" => u.id = text()?,
+                b"t" => u.topics.push(text()?),
+                b"d" => u.data = text()?,
+                b"e" => u.event_type = Some(text()?),
+                b"r" => u.retry = text()?.parse().ok(),
+                b"p" => u.private = &v[..] == b"1",
+                b"o" => origin = self.own_origin(&v),
+                _ => {}
+            }
+        }
+        (!u.id.is_empty() && !u.topics.is_empty()).then_some((u, origin))
+    }
+
+    /// The publisher waiting on this node for the entry whose origin field is `o`, if any.
+    fn own_origin(&self, o: &[u8]) -> Origin {
+        let o = std::str::from_utf8(o).unwrap_or("");
+        let mut parts = o.splitn(3, '/');
+        let (Some(node), Some(core), Some(token)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Origin::NOBODY;
+        };
+        if node != self.node {
+            return Origin::NOBODY;
+        }
+        let (Ok(core), Ok(token)) = (core.parse(), token.parse()) else {
+            return Origin::NOBODY;
+        };
+        let origin = Origin { core, token };
+        match self.outstanding.borrow_mut().remove(&key(origin)) {
+            Some(_) => origin,
+            // Already refused (it was confirmed too late): its publisher has its 503.
+            None => Origin::NOBODY,
+        }
+    }
+
+    /// Refuses the updates stored but not read back within twice the timeout (the reader is
+    /// cut off): their publishers are not kept waiting.
+    fn expire_outstanding(&self) {
+        let limit = self.opts.timeout * 2;
+        let now = Instant::now();
+        let late: Vec<(usize, u64)> = self
+            .outstanding
+            .borrow()
+            .iter()
+            .filter(|(_, &at)| now.duration_since(at) > limit)
+            .map(|(&k, _)| k)
+            .collect();
+        for (core, token) in late {
+            self.outstanding.borrow_mut().remove(&(core, token));
+            self.refuse(
+                Origin { core, token },
+                "Redis did not deliver the publish in time",
+            );
+        }
+    }
+
+    fn refuse_outbox(&self, why: &'static str) {
+        let refused: Vec<Origin> = self.outbox.borrow_mut().drain(..).map(|(_, o)| o).collect();
+        for origin in refused {
+            self.refuse(origin, why);
+        }
+        for w in self.waiting_room.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    fn refuse(&self, origin: Origin, why: &'static str) {
+        self.ready
+            .borrow_mut()
+            .push_back(Next::Refused { origin, why });
+        if let Some(w) = self.taker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+impl Sequencer for Redis {
+    fn submit(&self, update: Update, origin: Origin) -> Result<(), Full> {
+        let mut outbox = self.outbox.borrow_mut();
+        if outbox.len() >= self.capacity {
+            return Err(Full(update));
+        }
+        outbox.push_back((update, origin));
+        drop(outbox);
+        if let Some(w) = self.publisher.borrow_mut().take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.outbox.borrow().len() < self.capacity {
+            return Poll::Ready(());
+        }
+        self.waiting_room.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        let next = self.ready.borrow_mut().pop_front();
+        match next {
+            Some(next) => {
+                if self.ready.borrow().len() < READ_AHEAD {
+                    if let Some(w) = self.reader.borrow_mut().take() {
+                        w.wake();
+                    }
+                }
+                Poll::Ready(next)
+            }
+            None => {
+                *self.taker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn sequence_now(&self, update: Update, _origin: Origin) -> Result<Sequenced, Update> {
+        // The place is Redis's to give.
+        Err(update)
+    }
+
+    fn backlog(&self) -> usize {
+        self.outbox.borrow().len() + self.outstanding.borrow().len() + self.ready.borrow().len()
+    }
+}
+
+fn key(origin: Origin) -> (usize, u64) {
+    (origin.core, origin.token)
+}
+
+async fn open(opts: &Options) -> Result<Conn, RedisError> {
+    let auth = opts
+        .url
+        .password
+        .as_deref()
+        .map(|p| (opts.url.user.as_str(), p));
+    Conn::open(opts.addr, auth, opts.url.db, opts.timeout).await
+}
+
+/// Waits before the next attempt: jittered, doubling from 50 ms up to [`MAX_BACKOFF`].
+async fn backoff(failures: u32) {
+    let base = Duration::from_millis(50) * 2u32.saturating_pow(failures.min(6));
+    let cap = base.min(MAX_BACKOFF);
+    let jittered = cap / 2 + cap.mul_f64(fastrand::f64() / 2.0);
+    glommio::timer::sleep(jittered).await;
+}
+
+fn unexpected(frame: &impl std::fmt::Debug) -> RedisError {
+    RedisError::Protocol(format!("{frame:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_user_password_and_db() {
+        let u = Url::parse("redis://app:s%40cret@10.0.0.5:6380/2").unwrap();
+        assert_eq!(
+            u,
+            Url {
+                host: "10.0.0.5".into(),
+                port: 6380,
+                user: "app".into(),
+                password: Some("s@cret".into()),
+                db: 2,
+            }
+        );
+        let u = Url::parse("redis://:pw@localhost").unwrap();
+        assert_eq!(
+            (u.port, u.user.as_str(), u.password.as_deref(), u.db),
+            (6379, "", Some("pw"), 0)
+        );
+        assert!(matches!(Url::parse("http://x"), Err(UrlError::Scheme)));
+        assert!(matches!(Url::parse("rediss://x"), Err(UrlError::Scheme)));
+        assert!(matches!(Url::parse("redis://x/abc"), Err(UrlError::Db)));
+        assert!(Url::parse("not a url").is_err());
+        assert!(matches!(Url::parse("redis://x:0"), Err(UrlError::Port)));
+        assert!(matches!(Url::parse("redis://x:99999"), Err(UrlError::Port)));
+        assert!(matches!(Url::parse("redis://x?db=1"), Err(UrlError::Query)));
+        assert!(matches!(Url::parse("redis://:pw@"), Err(UrlError::Host)));
+        let u = Url::parse("redis://[::1]:7000/3").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.db), ("::1", 7000, 3));
+        let u = Url::parse("redis://secret@h").unwrap();
+        assert_eq!(
+            (u.user.as_str(), u.password.as_deref()),
+            ("", Some("secret"))
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The redis engine over real sockets: several gateway processes on one real `redis-server`
+//! (started here on a free port; installed by `.ci/run`).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{admin_get, Got, Redis, Server};
+
+fn node(redis: &Redis, workers: &str) -> Server {
+    Server::start(&[
+        "--engine",
+        "redis",
+        "--redis-url",
+        &redis.url(),
+        "--workers",
+        workers,
+    ])
+}
+
+const QUERY: &str = "topic=https://example.com/books/%7Bid%7D";
+
+#[test]
+fn three_nodes_deliver_every_event_in_one_order() {
+    let Some(redis) = Redis::start() else { return };
+    let nodes = [node(&redis, "1"), node(&redis, "2"), node(&redis, "1")];
+    // Two subscribers per node (on two cores where the node has two).
+    let mut subs: Vec<_> = nodes
+        .iter()
+        .flat_map(|n| [n.subscribe(QUERY, &[]), n.subscribe(QUERY, &[])])
+        .collect();
+    for s in &subs {
+        assert_eq!(s.status, 200);
+    }
+    let mut publishers: Vec<_> = nodes.iter().map(Server::publisher).collect();
+    // Each publish is answered before the next is sent, round-robin over the nodes: the
+    // one order must be exactly the order of the answers.
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        let topic = format!("https://example.com/books/{i}");
+        let data = format!("event {i}");
+        let r = publishers[i % 3].post(&[("topic", &topic), ("data", &data)]);
+        assert_eq!(r.status, 200, "publish {i} on node {}: {}", i % 3, r.body);
+        sent.push(r.body);
+    }
+    // Not matched by the selector: no subscriber may see it.
+    let r = publishers[0].post(&[("topic", "https://example.com/authors/1"), ("data", "x")]);
+    assert_eq!(r.status, 200);
+    for (k, s) in subs.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        while got.len() < sent.len() {
+            match s.next(Duration::from_secs(10)) {
+                Got::Event(e) => {
+                    assert_eq!(e.data, format!("event {}", got.len()), "subscriber {k}");
+                    got.push(e.id.expect("id"));
+                }
+                other => panic!("subscriber {k} after {} events: {other:?}", got.len()),
+            }
+        }
+        assert_eq!(got, sent, "subscriber {k} saw another order");
+        assert_eq!(
+            s.next(Duration::from_millis(300)),
+            Got::Timeout,
+            "subscriber {k}"
+        );
+    }
+}
+
+#[test]
+fn private_updates_reach_only_authorized_subscribers_on_every_node() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "1");
+    let b = node(&redis, "1");
+    let token = common::token(r#"{"mercure":{"subscribe":["https://example.com/users/7"]}}"#);
+    let cookie = format!("Bearer {token}");
+    let mut allowed = b.subscribe(
+        "topic=https://example.com/users/%7Bid%7D",
+        &[("Authorization", &cookie)],
+    );
+    let mut anonymous = b.subscribe("topic=https://example.com/users/%7Bid%7D", &[]);
+    assert_eq!((allowed.status, anonymous.status), (200, 200));
+    let mut p = a.publisher();
+    let r = p.post(&[
+        ("topic", "https://example.com/users/7"),
+        ("data", "secret"),
+        ("private", "on"),
+    ]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = p.post(&[("topic", "https://example.com/users/8"), ("data", "public")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(allowed.expect_event().data, "secret");
+    assert_eq!(allowed.expect_event().data, "public");
+    assert_eq!(anonymous.expect_event().data, "public");
+}
+
+#[test]
+fn publishes_are_refused_while_redis_is_down_and_flow_again_after() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let port = redis.port;
+    let a = node(&redis, "2");
+    let b = node(&redis, "1");
+    let mut sub = a.subscribe(QUERY, &[]);
+    let first = b.publish(&[("topic", "https://example.com/books/1"), ("data", "before")]);
+    assert_eq!(sub.expect_event().id.as_deref(), Some(first.as_str()));
+
+    redis.kill();
+    let started = Instant::now();
+    let mut p = a.publisher();
+    let r = p.post(&[("topic", "https://example.com/books/2"), ("data", "lost?")]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    // Another node, another connection: refused too, never a 200 for what was not stored.
+    let r = b
+        .publisher()
+        .post(&[("topic", "https://example.com/books/3"), ("data", "x")]);
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    let _redis = Redis::start_on(port).expect("redis-server again");
+    // The nodes reconnect on their own (back-off at most ~2 s): publish until accepted.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let id = loop {
+        let r = b
+            .publisher()
+            .post(&[("topic", "https://example.com/books/4"), ("data", "after")]);
+        if r.status == 200 {
+            break r.body;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "Redis back, publishes still refused"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The subscriber stayed connected through it and gets what came through the other node.
+    let e = sub.expect_event();
+    assert_eq!(
+        (e.id.as_deref(), e.data.as_str()),
+        (Some(id.as_str()), "after")
+    );
+    assert_eq!(admin_get(&a, "/healthz").status, 200);
+}
+
+#[test]
+fn a_node_that_cannot_reach_redis_does_not_start() {
+    let port = common::free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_ssegate"))
+        .args(["--listen", "127.0.0.1:0", "--admin-addr", "off"])
+        .args(["--publisher-jwt-key", common::KEY, "--engine", "redis"])
+        .args(["--redis-url", &format!("redis://127.0.0.1:{port}")])
+        .args(["--redis-timeout", "500ms"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssegate");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot start the redis engine at 127.0.0.1:"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ssegate"))
+        .args([
+            "--engine",
+            "redis",
+            "--redis-url",
+            "rediss://x",
+            "--check-config",
+        ])
+        .output()
+        .expect("run ssegate");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid `redis_url`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
