@@ -6,11 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Peers: Go for the stdlib peer, nginx + nchan. apt only when something is missing.
+# Peers: Go for the stdlib peer, nginx + nchan, redis-server for the "+ Redis" targets. apt
+# only when something is missing.
 if ! command -v go >/dev/null || ! command -v nginx >/dev/null \
+   || ! command -v redis-server >/dev/null \
    || [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go nginx libnginx-mod-nchan
+    DEBIAN_FRONTEND=noninteractive apt-get install -y golang-go nginx libnginx-mod-nchan redis-server
 fi
 
 cargo build --release --locked --bin ssegate

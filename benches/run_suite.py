@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,7 @@ class ServerKind:
     flavor: str = "mercure"
     extra: tuple = ()     # more ssegate flags (variants of the gateway itself)
     binary_env: str = ""  # ssegate: take the binary from this environment variable (a baseline)
+    redis: bool = False   # ssegate/nchan: keep the order in a fresh redis-server, pinned with it
 
 
 TARGETS = {
@@ -126,6 +128,10 @@ TARGETS = {
                                  extra=("--write-path", "send")),
     "ssegate-2-send": ServerKind("ssegate send(2) writes (2 workers)", "ssegate", 2,
                                  extra=("--write-path", "send")),
+    # The Redis engines: a fresh redis-server per run on the same core as the server (its CPU
+    # is not in the server's CPU columns; the report says so).
+    "ssegate-1-redis": ServerKind("ssegate + Redis (1 core)", "ssegate", 1, redis=True),
+    "nchan-1-redis": ServerKind("nchan + Redis, 1 worker", "nchan", 1, "nchan", redis=True),
     "ssegate-1-base": ServerKind("ssegate baseline (1 core)", "ssegate", 1,
                                  binary_env="SSEGATE_BASELINE"),
 }
@@ -147,6 +153,11 @@ class Server:
         self.tmp = tempfile.mkdtemp(prefix=f"bench-{kind.impl}-")
         self.log = open(Path(self.tmp) / "stderr.log", "wb")
         cores = SERVER_CORES[kind.cores]
+        self.redis = None
+        redis_url = ""
+        if kind.redis:
+            self.redis = start_redis(cores, self.tmp)
+            redis_url = f"redis://127.0.0.1:{self.redis.port}"
         if kind.impl == "ssegate":
             binary = SSEGATE
             if kind.binary_env:
@@ -156,6 +167,8 @@ class Server:
             cmd = [str(binary), "--listen", "127.0.0.1:0", "--workers", str(kind.cores),
                    "--publisher-jwt-key", JWT_KEY, "--heartbeat-interval", "1h", "--admin-addr", "off",
                    "--max-connections", "100000", "--log-level", "warn", *kind.extra]
+            if redis_url:
+                cmd += ["--engine", "redis", "--redis-url", redis_url]
         elif kind.impl == "go":
             cmd = [str(GO_PEER), "--listen", "127.0.0.1:0"]
         elif kind.impl == "axum":
@@ -163,7 +176,9 @@ class Server:
         elif kind.impl == "nchan":
             self.port = free_port()
             conf = (NCHAN_CONF.read_text().replace("@WORKERS@", str(kind.cores))
-                    .replace("@PORT@", str(self.port)).replace("@PREFIX@", self.tmp))
+                    .replace("@PORT@", str(self.port)).replace("@PREFIX@", self.tmp)
+                    .replace("@REDIS@", f'nchan_redis_url "{redis_url}"; nchan_use_redis on;'
+                             if redis_url else ""))
             (Path(self.tmp) / "nginx.conf").write_text(conf)
             cmd = ["nginx", "-p", self.tmp, "-c", f"{self.tmp}/nginx.conf"]
         else:
@@ -234,6 +249,36 @@ class Server:
                 self.proc.wait(timeout=5)
         self.proc.stdout.close()
         self.log.close()
+        if self.redis:
+            self.redis.terminate()
+            self.redis.wait(timeout=10)
+
+
+def start_redis(cores, tmp):
+    """A fresh redis-server (no persistence) on a free port, pinned to `cores`; returns once
+    it says it accepts connections (its own readiness line, bounded by READY_TIMEOUT)."""
+    port = free_port()
+    proc = subprocess.Popen(["taskset", "-c", cores, "redis-server", "--port", str(port),
+                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", tmp], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    proc.port = port
+    deadline = time.monotonic() + READY_TIMEOUT
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buf = b""
+    try:
+        while b"Ready to accept connections" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                raise SuiteError(f"redis-server did not start: {buf[-500:]!r}")
+            if sel.select(timeout=left):
+                buf += os.read(proc.stdout.fileno(), 4096)
+    finally:
+        sel.close()
+    # Its log is not read any further: send it nowhere rather than fill the pipe.
+    threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
+    return proc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,6 +478,9 @@ def main():
           "lower is better (latency, CPU, memory), above 1× where higher is better (events/s).",
           "- Peers do not verify publisher JWTs (ssegate verifies an HS256 token per publish); "
           "axum encodes each event per subscriber (its `Event` is per stream); ssegate, nchan and the Go peer encode it once per publish.",
+          *(["- \"+ Redis\" rows: a fresh `redis-server` (" + sh(["redis-server", "--version"]).split(" sha")[0]
+             + ", no persistence) per run, pinned to the server's core(s); the CPU columns count "
+             "the server's process only, not Redis's."] if any(TARGETS[k].redis for k in kinds) else []),
           ""]
     for sc, table, cells in sections:
         md += [f"## {sc.title}", "", f"`{commands.get(sc.key, '(no successful run)')}` (sizes for this scenario; "
