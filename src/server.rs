@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,6 +134,9 @@ struct Shared {
     access_log: Option<flume::Sender<Option<Vec<u8>>>>,
     /// The redis engine's options, when it is the engine.
     redis: Option<engine::redis::Options>,
+    /// Events the order placed before the cores serve (the redis engine's history, loaded
+    /// at start): set by the sequencing core before it joins the mesh, read after.
+    preloaded: AtomicU64,
     /// Each core reports its index here once it serves, or why it cannot (or drops its
     /// sender).
     ready: flume::Sender<Result<usize, StartError>>,
@@ -186,6 +189,7 @@ pub fn start(
                 stream: cfg.redis_stream.clone(),
                 history: cfg.redis_history_size,
                 timeout: cfg.redis_timeout,
+                backfill: cfg.history_size.min(cfg.redis_history_size),
             })
         }
     };
@@ -199,6 +203,7 @@ pub fn start(
         liveness: Liveness::new(workers),
         access_log: access_log.as_ref().map(access_log::Writer::sender),
         redis,
+        preloaded: AtomicU64::new(0),
         ready: ready_tx,
     });
     let mesh = MeshBuilder::full(workers, MESH_CAPACITY);
@@ -341,6 +346,7 @@ async fn run_core(boot: CoreBoot) {
         (true, None) => Some(Rc::new(sequencer::Memory::new(MESH_CAPACITY))),
         (true, Some(opts)) => match Redis::connect(opts.clone(), MESH_CAPACITY).await {
             Ok(r) => {
+                shared.preloaded.store(r.placed(), Ordering::Release);
                 redis = Some(r.clone());
                 Some(r)
             }
@@ -427,6 +433,28 @@ async fn run_core(boot: CoreBoot) {
     if let Some(admin) = admin {
         let admin = sys::glommio_listener(admin);
         glommio::spawn_local(crate::conn::admin::run(core.clone(), admin)).detach();
+    }
+    // Resume must find what was there before this process: every core applies the loaded
+    // history before it accepts (bounded: a stuck mesh must not keep a core from serving).
+    let preloaded = shared.preloaded.load(Ordering::Acquire);
+    if preloaded > 0 {
+        let loaded = future::or(
+            async {
+                core.wait_applied(preloaded).await;
+                true
+            },
+            async {
+                glommio::timer::sleep(Duration::from_secs(10)).await;
+                false
+            },
+        );
+        if !loaded.await {
+            tracing::warn!(
+                core = index,
+                preloaded,
+                "history not loaded within 10 s; serving"
+            );
+        }
     }
     let accept = {
         let core = core.clone();

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{admin_get, Got, Redis, Server};
+use common::{admin_get, metric_sum, Got, Redis, Server};
 
 fn node(redis: &Redis, workers: &str) -> Server {
     Server::start(&[
@@ -105,6 +105,22 @@ fn publishes_are_refused_while_redis_is_down_and_flow_again_after() {
     let mut sub = a.subscribe(QUERY, &[]);
     let first = b.publish(&[("topic", "https://example.com/books/1"), ("data", "before")]);
     assert_eq!(sub.expect_event().id.as_deref(), Some(first.as_str()));
+    assert_eq!(admin_get(&a, "/readyz").status, 200);
+    let m = admin_get(&b, "/metrics").body;
+    assert_eq!(
+        metric_sum(&m, "ssegate_engine_up", "engine=\"redis\""),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "ssegate_engine_publish_seconds_count",
+            "engine=\"redis\""
+        ),
+        1,
+        "{m}"
+    );
 
     redis.kill();
     let started = Instant::now();
@@ -122,6 +138,17 @@ fn publishes_are_refused_while_redis_is_down_and_flow_again_after() {
         .publisher()
         .post(&[("topic", "https://example.com/books/3"), ("data", "x")]);
     assert_eq!(r.status, 503, "{}", r.body);
+    // Not ready while the engine refuses, with the reason; the process itself is healthy.
+    let r = admin_get(&a, "/readyz");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("Redis"), "{}", r.body);
+    assert_eq!(admin_get(&a, "/healthz").status, 200);
+    let m = admin_get(&a, "/metrics").body;
+    assert_eq!(
+        metric_sum(&m, "ssegate_engine_up", "engine=\"redis\""),
+        0,
+        "{m}"
+    );
 
     let _redis = Redis::start_on(port).expect("redis-server again");
     // The nodes reconnect on their own (back-off at most ~2 s): publish until accepted.
@@ -146,7 +173,14 @@ fn publishes_are_refused_while_redis_is_down_and_flow_again_after() {
         (e.id.as_deref(), e.data.as_str()),
         (Some(id.as_str()), "after")
     );
-    assert_eq!(admin_get(&a, "/healthz").status, 200);
+    assert_eq!(admin_get(&b, "/readyz").status, 200);
+    let m = admin_get(&b, "/metrics").body;
+    assert_eq!(
+        metric_sum(&m, "ssegate_engine_up", "engine=\"redis\""),
+        1,
+        "{m}"
+    );
+    assert!(metric_sum(&m, "ssegate_engine_reconnects_total", "engine=\"redis\"") >= 1);
 }
 
 #[test]
@@ -182,4 +216,40 @@ fn a_node_that_cannot_reach_redis_does_not_start() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_node_started_later_serves_resume_from_the_stream() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "1");
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            a.publish(&[
+                ("topic", &format!("https://example.com/books/{i}")),
+                ("data", &format!("event {i}")),
+            ])
+        })
+        .collect();
+    // A node that did not exist when they were published: it loads the stream's tail
+    // before it accepts, so resume works on its very first connection, on every core.
+    let b = node(&redis, "2");
+    for _ in 0..4 {
+        let mut s = b.subscribe(QUERY, &[("Last-Event-ID", &ids[1])]);
+        assert_eq!(s.status, 200);
+        for (i, id) in ids.iter().enumerate().skip(2) {
+            let e = s.expect_event();
+            assert_eq!(
+                (e.id.as_deref(), e.data),
+                (Some(id.as_str()), format!("event {i}"))
+            );
+        }
+        assert_eq!(s.next(Duration::from_millis(200)), Got::Timeout);
+    }
+    let mut all = b.subscribe(&format!("{QUERY}&lastEventID=earliest"), &[]);
+    for id in &ids {
+        assert_eq!(all.expect_event().id.as_deref(), Some(id.as_str()));
+    }
+    // And then live, whichever node publishes.
+    let next = a.publish(&[("topic", "https://example.com/books/9"), ("data", "live")]);
+    assert_eq!(all.expect_event().id.as_deref(), Some(next.as_str()));
 }

@@ -65,3 +65,36 @@ fn subscribers_move_to_the_new_process_when_the_old_one_drains() {
         subs.len()
     );
 }
+
+/// With the redis engine the history is the stream's, so the new process resumes what the
+/// old one published before the new one existed.
+#[test]
+fn with_the_redis_engine_the_new_process_resumes_what_the_old_one_published() {
+    let Some(redis) = common::Redis::start() else {
+        return;
+    };
+    let engine = ["--engine", "redis", "--redis-url", &redis.url()];
+    let mut old =
+        Server::start(&[&engine[..], &["--workers", "1", "--drain-period", "200ms"]].concat());
+    let ids: Vec<String> = (0..3)
+        .map(|i| old.publish(&[("topic", "t"), ("data", &format!("before {i}"))]))
+        .collect();
+    let addr = old.addr.to_string();
+    let new = Server::start_on(&addr, &[&engine[..], &["--workers", "1"]].concat());
+    old.sigterm();
+    let status = old
+        .wait_exit(Duration::from_secs(10))
+        .expect("the old process did not exit");
+    assert!(status.success(), "{status:?}");
+    // Only the new process is left on the port: this resume is served by it.
+    let mut s = new.subscribe("topic=t", &[("Last-Event-ID", &ids[0])]);
+    assert_eq!(s.status, 200);
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        let e = s.expect_event();
+        assert_eq!(
+            (e.id.as_deref(), e.data),
+            (Some(id.as_str()), format!("before {i}"))
+        );
+    }
+    assert_eq!(s.next(Duration::from_millis(200)), Got::Timeout);
+}

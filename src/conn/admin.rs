@@ -1,6 +1,6 @@
 //! The admin listener (core 0): `/metrics` (Prometheus text, every core's counters gathered
 //! over the mesh and labelled by core), `/healthz` (the process answers) and `/readyz` (the
-//! cores serve and are not shutting down).
+//! cores serve, are not shutting down, and the order's engine takes publishes).
 //!
 //! Owns: the admin routes. May call: `runtime` (gather), `metrics`, `http`, `net`.
 
@@ -71,14 +71,17 @@ async fn answer(core: &Core, req: &Request) -> Result<Response, HttpError> {
             cores.sort_by_key(|s| s.core);
             Ok(Response::ok(
                 "text/plain; version=0.0.4",
-                metrics::render(&cores),
+                metrics::render(&cores, core.engine().as_ref()),
             ))
         }
         (Method::Get, "/healthz") => Ok(Response::ok("text/plain", "ok\n")),
         (Method::Get, "/readyz") if core.is_stopping() => {
             Err(HttpError::Unavailable("shutting down"))
         }
-        (Method::Get, "/readyz") => Ok(Response::ok("text/plain", "ready\n")),
+        (Method::Get, "/readyz") => match core.engine().and_then(|e| e.down) {
+            Some(why) => Err(HttpError::Unavailable(why)),
+            None => Ok(Response::ok("text/plain", "ready\n")),
+        },
         (Method::Get, _) => Err(HttpError::NotFound),
         _ => Err(HttpError::MethodNotAllowed("GET")),
     }

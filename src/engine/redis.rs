@@ -35,6 +35,8 @@ pub use super::resp::RedisError;
 use super::resp::{within, Conn, Frame};
 use crate::hub::event::{encode, Update};
 use crate::hub::sequencer::{Full, Next, Origin, Sequenced, Sequencer};
+use crate::metrics::counters::LATENCY_BUCKETS;
+use crate::metrics::EngineStats;
 
 /// Why a `redis_url` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +152,8 @@ pub struct Options {
     pub history: usize,
     /// Longest wait for one answer.
     pub timeout: Duration,
+    /// Entries read into history at start: the newest `history_size` of the stream.
+    pub backfill: usize,
 }
 
 /// Updates written per pipelined batch.
@@ -188,6 +192,34 @@ pub struct Redis {
     reader: RefCell<Option<Waker>>,
     /// The publisher's connection, opened at start.
     first: RefCell<Option<Conn>>,
+    /// Why publishing fails now, as the publisher last saw it (`None`: it works).
+    publish_down: Cell<Option<&'static str>>,
+    /// Why reading the stream fails now, as the reader last saw it.
+    read_down: Cell<Option<&'static str>>,
+    reconnects: Cell<u64>,
+    /// Publish round trips, over `metrics::counters::LATENCY_BUCKETS` then `+Inf`.
+    rtt: RefCell<EngineRtt>,
+    /// Age of the newest entry at the reader's last read, in seconds.
+    lag: Cell<f64>,
+}
+
+/// The publish round-trip histogram.
+#[derive(Default)]
+struct EngineRtt {
+    slots: [u64; LATENCY_BUCKETS.len() + 1],
+    sum_ns: u64,
+}
+
+impl EngineRtt {
+    fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.slots[slot] += 1;
+        self.sum_ns += d.as_nanos() as u64;
+    }
 }
 
 impl Redis {
@@ -195,25 +227,21 @@ impl Redis {
     /// from then on. Fails when Redis cannot be reached within the timeout.
     pub async fn connect(opts: Options, capacity: usize) -> Result<Rc<Redis>, RedisError> {
         let mut conn = open(&opts).await?;
+        // The newest entries, newest first: the history this node serves from the start,
+        // and the position its reader continues from.
+        let count = opts.backfill.max(1).to_string();
         let key = opts.stream.as_bytes();
-        let last = match conn
+        let tail = match conn
             .call(
-                &[b"XREVRANGE", key, b"+", b"-", b"COUNT", b"1"],
+                &[b"XREVRANGE", key, b"+", b"-", b"COUNT", count.as_bytes()],
                 opts.timeout,
             )
             .await?
         {
-            Frame::Array(entries) => match entries.into_iter().next() {
-                Some(Frame::Array(entry)) => match entry.into_iter().next() {
-                    Some(Frame::BulkString(id)) => id,
-                    other => return Err(unexpected(&other)),
-                },
-                None => Bytes::from_static(b"0-0"),
-                Some(other) => return Err(unexpected(&other)),
-            },
+            Frame::Array(entries) => entries,
             other => return Err(unexpected(&other)),
         };
-        Ok(Rc::new(Redis {
+        let redis = Rc::new(Redis {
             opts,
             node: format!("{:016x}", fastrand::u64(..)),
             capacity: capacity.max(1),
@@ -221,13 +249,28 @@ impl Redis {
             outstanding: RefCell::new(HashMap::new()),
             ready: RefCell::new(VecDeque::new()),
             next_seq: Cell::new(1),
-            last_id: RefCell::new(last),
+            last_id: RefCell::new(Bytes::from_static(b"0-0")),
             taker: RefCell::new(None),
             waiting_room: RefCell::new(Vec::new()),
             publisher: RefCell::new(None),
             reader: RefCell::new(None),
             first: RefCell::new(Some(conn)),
-        }))
+            publish_down: Cell::new(None),
+            read_down: Cell::new(None),
+            reconnects: Cell::new(0),
+            rtt: RefCell::new(EngineRtt::default()),
+            lag: Cell::new(0.0),
+        });
+        let loaded = redis.take_list(tail.into_iter().rev())?;
+        tracing::info!(events = loaded, last_id = %String::from_utf8_lossy(&redis.last_id.borrow()),
+            "history loaded from the Redis stream");
+        Ok(redis)
+    }
+
+    /// Events placed in the order so far: right after [`Redis::connect`], the history it
+    /// loaded (every core has to apply that many before it serves).
+    pub fn placed(&self) -> u64 {
+        self.next_seq.get() - 1
     }
 
     /// The publisher task: writes the queued updates to the stream, many per round trip.
@@ -235,8 +278,10 @@ impl Redis {
         let mut conn = self.first.borrow_mut().take();
         let mut failures = 0u32;
         loop {
+            // Without a connection it reconnects at once, publishes or not: the breaker
+            // (`submit` refuses while down) closes again as soon as Redis is back.
             poll_fn(|cx| {
-                if self.outbox.borrow().is_empty() {
+                if self.outbox.borrow().is_empty() && conn.is_some() {
                     *self.publisher.borrow_mut() = Some(cx.waker().clone());
                     Poll::Pending
                 } else {
@@ -250,13 +295,18 @@ impl Redis {
                     Ok(c) => {
                         if failures > 0 {
                             tracing::info!("Redis publisher connection restored");
+                            self.reconnects.set(self.reconnects.get() + 1);
                         }
                         failures = 0;
+                        self.publish_down.set(None);
                         c
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::warn!(error = %e, "cannot reach Redis; publishes refused");
+                        if failures == 1 {
+                            tracing::warn!(error = %e, "cannot reach Redis; publishes refused");
+                        }
+                        self.publish_down.set(Some("Redis is unreachable"));
                         self.refuse_outbox("Redis is unreachable");
                         backoff(failures).await;
                         continue;
@@ -264,9 +314,19 @@ impl Redis {
                 },
             };
             let batch = self.write_batch(&mut c);
+            if batch.is_empty() {
+                conn = Some(c);
+                continue;
+            }
             match within(self.opts.timeout, self.confirm(&mut c, &batch)).await {
-                Ok(()) => conn = Some(c),
+                Ok(()) => {
+                    self.publish_down.set(None);
+                    conn = Some(c);
+                }
                 Err(e) => {
+                    failures += 1;
+                    self.publish_down
+                        .set(Some("Redis did not confirm publishes"));
                     tracing::warn!(error = %e, "Redis publish failed; reconnecting");
                     // Whatever was not confirmed is refused; the connection is dropped, so a
                     // late reply cannot be taken for another command's.
@@ -302,9 +362,12 @@ impl Redis {
     /// Writes the batch and reads one reply per update: an id is stored (its publisher is
     /// answered when the reader reads it back), an error reply is refused at once.
     async fn confirm(&self, c: &mut Conn, batch: &[Origin]) -> Result<(), RedisError> {
+        let sent = Instant::now();
         c.flush().await?;
         for &origin in batch {
-            match c.read().await? {
+            let reply = c.read().await?;
+            self.rtt.borrow_mut().observe(sent.elapsed());
+            match reply {
                 Frame::BulkString(_) => {}
                 Frame::Error(e) => {
                     tracing::warn!(error = %e, "Redis refused a publish");
@@ -374,13 +437,17 @@ impl Redis {
                     Ok(c) => {
                         if failures > 0 {
                             tracing::info!("Redis reader connection restored");
+                            self.reconnects.set(self.reconnects.get() + 1);
                         }
                         failures = 0;
                         c
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::warn!(error = %e, "cannot reach Redis; reader retrying");
+                        self.read_down.set(Some("the Redis stream cannot be read"));
+                        if failures == 1 {
+                            tracing::warn!(error = %e, "cannot reach Redis; reader retrying");
+                        }
                         backoff(failures).await;
                         continue;
                     }
@@ -402,11 +469,20 @@ impl Redis {
             args.push(&last);
             match c.call(&args, BLOCK + self.opts.timeout).await {
                 Ok(reply) => match self.take_entries(reply) {
-                    Ok(()) => conn = Some(c),
+                    Ok(n) => {
+                        self.read_down.set(None);
+                        let lag = match n {
+                            0 => 0.0,
+                            _ => placed_at(&self.last_id.borrow()).elapsed().as_secs_f64(),
+                        };
+                        self.lag.set(lag);
+                        conn = Some(c);
+                    }
                     Err(e) => tracing::warn!(error = %e, "bad stream read; reconnecting"),
                 },
                 Err(e) => {
                     failures += 1;
+                    self.read_down.set(Some("the Redis stream cannot be read"));
                     tracing::warn!(error = %e, "Redis read failed; reconnecting");
                     backoff(failures).await;
                 }
@@ -415,9 +491,9 @@ impl Redis {
     }
 
     /// Turns an `XREAD` reply into events, in the stream's order.
-    fn take_entries(&self, reply: Frame) -> Result<(), RedisError> {
+    fn take_entries(&self, reply: Frame) -> Result<usize, RedisError> {
         let streams = match reply {
-            Frame::Null => return Ok(()),
+            Frame::Null => return Ok(0),
             Frame::Array(streams) => streams,
             other => return Err(unexpected(&other)),
         };
@@ -429,44 +505,49 @@ impl Redis {
             let Some(Frame::Array(entries)) = parts.pop() else {
                 return Err(RedisError::Protocol("stream without entries".into()));
             };
-            for entry in entries {
-                let (id, fields) = match entry {
-                    Frame::Array(pair) => {
-                        let mut pair = pair.into_iter();
-                        match (pair.next(), pair.next()) {
-                            (Some(Frame::BulkString(id)), Some(Frame::Array(fields))) => {
-                                (id, fields)
-                            }
-                            _ => return Err(RedisError::Protocol("malformed entry".into())),
-                        }
+            taken += self.take_list(entries.into_iter())?;
+        }
+        Ok(taken)
+    }
+
+    /// Places stream entries (`[id, [field, value, …]]`, oldest first) as the next events.
+    fn take_list(&self, entries: impl Iterator<Item = Frame>) -> Result<usize, RedisError> {
+        let mut taken = 0;
+        for entry in entries {
+            let (id, fields) = match entry {
+                Frame::Array(pair) => {
+                    let mut pair = pair.into_iter();
+                    match (pair.next(), pair.next()) {
+                        (Some(Frame::BulkString(id)), Some(Frame::Array(fields))) => (id, fields),
+                        _ => return Err(RedisError::Protocol("malformed entry".into())),
                     }
-                    other => return Err(unexpected(&other)),
-                };
-                *self.last_id.borrow_mut() = id.clone();
-                match self.entry(fields) {
-                    Some((update, origin)) => {
-                        let seq = self.next_seq.get();
-                        self.next_seq.set(seq + 1);
-                        self.ready.borrow_mut().push_back(Next::Event(Sequenced {
-                            seq,
-                            frame: encode(&update),
-                            update,
-                            at: Instant::now(),
-                            origin,
-                        }));
-                        taken += 1;
-                    }
-                    None => tracing::warn!(id = %String::from_utf8_lossy(&id),
-                        "stream entry is not an update; skipped"),
                 }
+                other => return Err(unexpected(&other)),
+            };
+            match self.entry(fields) {
+                Some((update, origin)) => {
+                    let seq = self.next_seq.get();
+                    self.next_seq.set(seq + 1);
+                    self.ready.borrow_mut().push_back(Next::Event(Sequenced {
+                        seq,
+                        frame: encode(&update),
+                        update,
+                        at: placed_at(&id),
+                        origin,
+                    }));
+                    taken += 1;
+                }
+                None => tracing::warn!(id = %String::from_utf8_lossy(&id),
+                    "stream entry is not an update; skipped"),
             }
+            *self.last_id.borrow_mut() = id;
         }
         if taken > 0 {
             if let Some(w) = self.taker.borrow_mut().take() {
                 w.wake();
             }
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// An entry's update, and whom on this node it acknowledges.
@@ -542,6 +623,11 @@ impl Redis {
         }
     }
 
+    /// Why publishes are refused now, if they are.
+    fn down(&self) -> Option<&'static str> {
+        self.publish_down.get().or(self.read_down.get())
+    }
+
     fn refuse_outbox(&self, why: &'static str) {
         let refused: Vec<Origin> = self.outbox.borrow_mut().drain(..).map(|(_, o)| o).collect();
         for origin in refused {
@@ -564,6 +650,11 @@ impl Redis {
 
 impl Sequencer for Redis {
     fn submit(&self, update: Update, origin: Origin) -> Result<(), Full> {
+        if let Some(why) = self.down() {
+            // The breaker is open: refused at once rather than after a timeout.
+            self.refuse(origin, why);
+            return Ok(());
+        }
         let mut outbox = self.outbox.borrow_mut();
         if outbox.len() >= self.capacity {
             return Err(Full(update));
@@ -610,6 +701,19 @@ impl Sequencer for Redis {
     fn backlog(&self) -> usize {
         self.outbox.borrow().len() + self.outstanding.borrow().len() + self.ready.borrow().len()
     }
+
+    fn stats(&self) -> EngineStats {
+        let rtt = self.rtt.borrow();
+        EngineStats {
+            engine: "redis",
+            down: self.down(),
+            reconnects: self.reconnects.get(),
+            publish_rtt: rtt.slots,
+            publish_rtt_sum_ns: rtt.sum_ns,
+            reader_lag_seconds: self.lag.get(),
+            reader_backlog: self.ready.borrow().len() as u64,
+        }
+    }
 }
 
 fn key(origin: Origin) -> (usize, u64) {
@@ -631,6 +735,25 @@ async fn backoff(failures: u32) {
     let cap = base.min(MAX_BACKOFF);
     let jittered = cap / 2 + cap.mul_f64(fastrand::f64() / 2.0);
     glommio::timer::sleep(jittered).await;
+}
+
+/// When the entry `id` (`<ms>-<seq>`) was added, on this process's clock: its age counts
+/// for `history_max_age` from then, not from when this node read it.
+fn placed_at(id: &[u8]) -> Instant {
+    let now = Instant::now();
+    let ms = std::str::from_utf8(id)
+        .ok()
+        .and_then(|s| s.split('-').next())
+        .and_then(|ms| ms.parse::<u64>().ok());
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    match ms {
+        Some(ms) => now
+            .checked_sub(wall.saturating_sub(Duration::from_millis(ms)))
+            .unwrap_or(now),
+        None => now,
+    }
 }
 
 fn unexpected(frame: &impl std::fmt::Debug) -> RedisError {

@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::event::{encode, Update};
+use crate::metrics::EngineStats;
 
 /// Who is waiting for an update to be sequenced: the core that accepted it and the key of
 /// the waiting publisher in that core's table.
@@ -88,6 +89,14 @@ pub trait Sequencer {
 
     /// Updates accepted and not handed out yet (shutdown waits for none).
     fn backlog(&self) -> usize;
+
+    /// Its state and figures, for `/readyz` and `/metrics`.
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            engine: "memory",
+            ..EngineStats::default()
+        }
+    }
 }
 
 /// The in-memory order: numbered in arrival order, from 1.

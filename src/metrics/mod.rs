@@ -10,8 +10,27 @@ pub mod counters;
 use self::counters::{CloseReason, Series, Shape, Snapshot, SCALARS, SERIES};
 use self::counters::{COUNTED_STATUSES, LATENCY_BUCKETS};
 
-/// Renders the exposition for all cores.
-pub fn render(cores: &[Snapshot]) -> String {
+/// The order's engine as the sequencing core sees it: one set per node, no core label.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStats {
+    /// `memory` or `redis`.
+    pub engine: &'static str,
+    /// Why it cannot take publishes now (`/readyz` says it); `None` when it can.
+    pub down: Option<&'static str>,
+    /// Connections to the engine reopened after a failure.
+    pub reconnects: u64,
+    /// Publish round trips (written → confirmed), slots over [`LATENCY_BUCKETS`] then `+Inf`.
+    pub publish_rtt: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Their sum, in nanoseconds.
+    pub publish_rtt_sum_ns: u64,
+    /// How old the newest entry was when the reader last took entries (0: it took none).
+    pub reader_lag_seconds: f64,
+    /// Entries read and not yet broadcast to the cores.
+    pub reader_backlog: u64,
+}
+
+/// Renders the exposition for all cores, then the engine's lines (the sequencing core's).
+pub fn render(cores: &[Snapshot], engine: Option<&EngineStats>) -> String {
     let mut out = String::with_capacity(4096);
     let _ = writeln!(out, "# HELP ssegate_build_info Build information.");
     let _ = writeln!(out, "# TYPE ssegate_build_info gauge");
@@ -42,7 +61,69 @@ pub fn render(cores: &[Snapshot]) -> String {
             }
         }
     }
+    if let Some(e) = engine {
+        render_engine(&mut out, e);
+    }
     out
+}
+
+fn render_engine(out: &mut String, e: &EngineStats) {
+    let engine = e.engine;
+    let mut gauge = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name}{{engine=\"{engine}\"}} {value}");
+    };
+    gauge(
+        "ssegate_engine_up",
+        "gauge",
+        "1 when the engine takes publishes, 0 when they are refused (see /readyz).",
+        u8::from(e.down.is_none()).to_string(),
+    );
+    if engine == "memory" {
+        return;
+    }
+    gauge(
+        "ssegate_engine_reconnects_total",
+        "counter",
+        "Connections to the engine reopened after a failure.",
+        e.reconnects.to_string(),
+    );
+    gauge(
+        "ssegate_engine_reader_lag_seconds",
+        "gauge",
+        "Age of the newest entry when the reader last took entries from the stream.",
+        format!("{:.6}", e.reader_lag_seconds),
+    );
+    gauge(
+        "ssegate_engine_reader_backlog",
+        "gauge",
+        "Entries read from the stream and not yet broadcast to the cores.",
+        e.reader_backlog.to_string(),
+    );
+    let name = "ssegate_engine_publish_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Publish round trips to the engine, written to confirmed."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, n) in e.publish_rtt.iter().enumerate() {
+        cumulative += n;
+        let le = LATENCY_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_owned(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{engine=\"{engine}\",le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{name}_sum{{engine=\"{engine}\"}} {:.9}",
+        e.publish_rtt_sum_ns as f64 / 1e9
+    );
+    let _ = writeln!(out, "{name}_count{{engine=\"{engine}\"}} {cumulative}");
 }
 
 /// One core's lines of a counter labelled by status (slots in the order of
@@ -120,7 +201,7 @@ mod tests {
             errors_by_status: vec![0; COUNTED_STATUSES.len() + 1],
             ..Snapshot::default()
         };
-        let text = render(&[a, b]);
+        let text = render(&[a, b], None);
         assert!(text.contains("# TYPE ssegate_events_delivered_total counter\n"));
         assert!(text.contains("ssegate_events_delivered_total{core=\"0\"} 5\n"));
         assert!(text.contains("ssegate_events_delivered_total{core=\"1\"} 7\n"));

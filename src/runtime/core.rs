@@ -284,14 +284,26 @@ impl Core {
             }
             let Ok(replies) = rx.await else { return };
             if let Some(Reply::Located(Some(seq))) = replies.first() {
-                let seq = *seq;
-                self.seq_waiters.set(self.seq_waiters.get() + 1);
-                super::lifecycle::wait_on(&self.applied, || self.applied_seq.get() >= seq).await;
-                self.seq_waiters.set(self.seq_waiters.get() - 1);
+                self.wait_applied(*seq).await;
             }
         };
         future::or(wait, glommio::timer::sleep(limit)).await;
         self.requests.forget(token);
+    }
+
+    /// The order's engine, on the sequencing core (`None` elsewhere).
+    pub fn engine(&self) -> Option<crate::metrics::EngineStats> {
+        self.order.as_ref().map(|o| o.stats())
+    }
+
+    /// Waits until this core has applied the event numbered `seq` (at once if it has).
+    pub async fn wait_applied(&self, seq: u64) {
+        if self.applied_seq.get() >= seq {
+            return;
+        }
+        self.seq_waiters.set(self.seq_waiters.get() + 1);
+        super::lifecycle::wait_on(&self.applied, || self.applied_seq.get() >= seq).await;
+        self.seq_waiters.set(self.seq_waiters.get() - 1);
     }
 
     /// This core's answer to `question`.
