@@ -421,7 +421,8 @@ async fn run_core(boot: CoreBoot) {
     glommio::spawn_local(duties.clone().run_order()).detach();
     if let Some(redis) = redis {
         glommio::spawn_local(redis.clone().run_publisher()).detach();
-        glommio::spawn_local(redis.run_reader()).detach();
+        glommio::spawn_local(redis.clone().run_reader()).detach();
+        glommio::spawn_local(redis.run_prober()).detach();
     }
     let receivers = Rc::new(receivers);
     for peer in (0..duties.workers()).filter(|&p| p != index) {

@@ -253,3 +253,89 @@ fn a_node_started_later_serves_resume_from_the_stream() {
     let next = a.publish(&[("topic", "https://example.com/books/9"), ("data", "live")]);
     assert_eq!(all.expect_event().id.as_deref(), Some(next.as_str()));
 }
+
+#[test]
+fn a_replaced_stream_is_not_spliced_onto_the_old_one() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis, "1");
+    let b = node(&redis, "2");
+    let topic = "https://example.com/books/1";
+    let old: Vec<String> = (0..2)
+        .map(|i| a.publish(&[("topic", topic), ("data", &format!("old {i}"))]))
+        .collect();
+    let mut live = b.subscribe(QUERY, &[]);
+    // Redis loses everything (a flush, or a failover to an empty replica).
+    assert_eq!(redis.command(&["FLUSHALL"]), "+OK");
+    let new = a.publish(&[("topic", topic), ("data", "new 0")]);
+    // A connected subscriber goes on with the new stream, missing nothing of it.
+    let e = live.expect_event();
+    assert_eq!(
+        (e.id.as_deref(), e.data.as_str()),
+        (Some(new.as_str()), "new 0")
+    );
+    // A client holding an id of the old stream gets `earliest` (events may have been
+    // lost) and the new stream's events, on every node and core, not a splice after it.
+    for n in [&a, &b, &b] {
+        let mut s = n.subscribe(QUERY, &[("Last-Event-ID", &old[1])]);
+        assert_eq!(s.status, 200);
+        assert_eq!(
+            s.headers.get("last-event-id").map(String::as_str),
+            Some("earliest")
+        );
+        assert_eq!(s.expect_event().id.as_deref(), Some(new.as_str()));
+        assert_eq!(s.next(Duration::from_millis(200)), Got::Timeout);
+    }
+}
+
+#[test]
+fn resume_on_a_node_that_has_not_read_the_id_yet_waits_for_it() {
+    let Some(redis) = Redis::start() else { return };
+    let b = node(&redis, "2");
+    // Another node writes a burst straight into the stream (the entries ssegate writes),
+    // so that b's reader is still working through it when the client arrives with the
+    // id of its next-to-last entry.
+    let n = 5000;
+    let xadds: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            [
+                "XADD",
+                "ssegate:events",
+                "*",
+                "i",
+                &format!("urn:ext:{i}"),
+                "t",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                format!("https://example.com/books/{i}"),
+                "d".into(),
+                format!("burst {i}"),
+            ])
+            .collect()
+        })
+        .collect();
+    let replies = redis.pipeline(&xadds);
+    assert!(
+        replies.iter().all(|r| r.contains('-')),
+        "{:?}",
+        &replies[..3]
+    );
+    let last_but_one = format!("urn:ext:{}", n - 2);
+    let mut s = b.subscribe(QUERY, &[("Last-Event-ID", &last_but_one)]);
+    assert_eq!(s.status, 200);
+    // Found, not `earliest`: exactly the one entry after it, then nothing.
+    assert_eq!(
+        s.headers.get("last-event-id").map(String::as_str),
+        Some(last_but_one.as_str())
+    );
+    let e = s.expect_event();
+    assert_eq!(
+        (e.id.as_deref(), e.data),
+        (
+            Some(format!("urn:ext:{}", n - 1).as_str()),
+            format!("burst {}", n - 1)
+        )
+    );
+    assert_eq!(s.next(Duration::from_millis(200)), Got::Timeout);
+}

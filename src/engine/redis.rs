@@ -23,13 +23,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_lite::future::poll_fn;
+use futures_lite::future::{self, poll_fn};
 
 pub use super::resp::RedisError;
 use super::resp::{within, Conn, Frame};
@@ -182,6 +184,8 @@ pub struct Redis {
     next_seq: Cell<u64>,
     /// The reader's position: the id of the last entry read.
     last_id: RefCell<Bytes>,
+    /// The stream's epoch (see [`epoch`]) when the reader last read it.
+    epoch: RefCell<Bytes>,
     /// The order's task (`poll_next`).
     taker: RefCell<Option<Waker>>,
     /// Tasks waiting for room in the outbox (`poll_ready`).
@@ -201,6 +205,14 @@ pub struct Redis {
     rtt: RefCell<EngineRtt>,
     /// Age of the newest entry at the reader's last read, in seconds.
     lag: Cell<f64>,
+    /// Syncs (`Sequencer::sync`): rounds started and finished by the prober, the callers
+    /// waiting for the next round, and the prober's own waker.
+    sync_started: Cell<u64>,
+    sync_done: Cell<u64>,
+    sync_waiters: RefCell<Vec<Waker>>,
+    prober: RefCell<Option<Waker>>,
+    /// The prober, waiting for the reader to pass an id.
+    progress: RefCell<Option<Waker>>,
 }
 
 /// The publish round-trip histogram.
@@ -227,6 +239,7 @@ impl Redis {
     /// from then on. Fails when Redis cannot be reached within the timeout.
     pub async fn connect(opts: Options, capacity: usize) -> Result<Rc<Redis>, RedisError> {
         let mut conn = open(&opts).await?;
+        let epoch = epoch(&mut conn, &opts).await?;
         // The newest entries, newest first: the history this node serves from the start,
         // and the position its reader continues from.
         let count = opts.backfill.max(1).to_string();
@@ -250,6 +263,7 @@ impl Redis {
             ready: RefCell::new(VecDeque::new()),
             next_seq: Cell::new(1),
             last_id: RefCell::new(Bytes::from_static(b"0-0")),
+            epoch: RefCell::new(epoch),
             taker: RefCell::new(None),
             waiting_room: RefCell::new(Vec::new()),
             publisher: RefCell::new(None),
@@ -260,6 +274,11 @@ impl Redis {
             reconnects: Cell::new(0),
             rtt: RefCell::new(EngineRtt::default()),
             lag: Cell::new(0.0),
+            sync_started: Cell::new(0),
+            sync_done: Cell::new(0),
+            sync_waiters: RefCell::new(Vec::new()),
+            prober: RefCell::new(None),
+            progress: RefCell::new(None),
         });
         let loaded = redis.take_list(tail.into_iter().rev())?;
         tracing::info!(events = loaded, last_id = %String::from_utf8_lossy(&redis.last_id.borrow()),
@@ -465,9 +484,41 @@ impl Redis {
                 b"STREAMS",
                 self.opts.stream.as_bytes(),
             ];
-            let mut args = args.to_vec();
-            args.push(&last);
-            match c.call(&args, BLOCK + self.opts.timeout).await {
+            let mut args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+            args.push(last);
+            c.push(args);
+            // The epoch is read after the entries (Redis answers a connection's commands in
+            // order): if it changed, the entries may be the new stream's, read from an old
+            // position, so they are dropped and read again from its start.
+            c.push(vec![Bytes::from_static(b"GET"), epoch_key(&self.opts)]);
+            let replies = within(BLOCK + self.opts.timeout, async {
+                c.flush().await?;
+                let entries = c.read().await?;
+                Ok((entries, c.read().await?))
+            })
+            .await;
+            let replies = match replies {
+                Ok((entries, Frame::BulkString(e))) if e == *self.epoch.borrow() => Ok(entries),
+                Ok(_) => match epoch(&mut c, &self.opts).await {
+                    Ok(e) => {
+                        tracing::warn!(
+                            "the Redis stream was replaced (its epoch changed); history is \
+                             cleared and the new stream is read from its start"
+                        );
+                        *self.epoch.borrow_mut() = e;
+                        *self.last_id.borrow_mut() = Bytes::from_static(b"0-0");
+                        self.ready.borrow_mut().push_back(Next::Reset);
+                        if let Some(w) = self.taker.borrow_mut().take() {
+                            w.wake();
+                        }
+                        conn = Some(c);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match replies {
                 Ok(reply) => match self.take_entries(reply) {
                     Ok(n) => {
                         self.read_down.set(None);
@@ -486,6 +537,72 @@ impl Redis {
                     tracing::warn!(error = %e, "Redis read failed; reconnecting");
                     backoff(failures).await;
                 }
+            }
+        }
+    }
+
+    /// The prober task, behind [`Sequencer::sync`]: one round at a time, for every caller
+    /// that arrived before it started, asks Redis for the id of the stream's newest entry on
+    /// a connection of its own, then waits (within `redis_timeout`) for the reader to pass
+    /// it. Any number of resumes cost Redis one `XREVRANGE … COUNT 1` per round.
+    pub async fn run_prober(self: Rc<Self>) {
+        let mut conn: Option<Conn> = None;
+        loop {
+            poll_fn(|cx| {
+                if self.sync_waiters.borrow().is_empty() {
+                    *self.prober.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            let round = self.sync_started.get() + 1;
+            self.sync_started.set(round);
+            let probe = async {
+                let mut c = match conn.take() {
+                    Some(c) => c,
+                    None => open(&self.opts).await?,
+                };
+                let key = self.opts.stream.as_bytes();
+                let reply = c
+                    .call(
+                        &[b"XREVRANGE", key, b"+", b"-", b"COUNT", b"1"],
+                        self.opts.timeout,
+                    )
+                    .await?;
+                conn = Some(c);
+                let tail = match reply {
+                    Frame::Array(entries) => match entries.into_iter().next() {
+                        Some(Frame::Array(entry)) => match entry.into_iter().next() {
+                            Some(Frame::BulkString(id)) => Some(id),
+                            other => return Err(unexpected(&other)),
+                        },
+                        _ => None,
+                    },
+                    other => return Err(unexpected(&other)),
+                };
+                Ok(tail)
+            };
+            match probe.await {
+                Ok(Some(tail)) => {
+                    let passed = poll_fn(|cx| {
+                        if stream_id(&self.last_id.borrow()) >= stream_id(&tail) {
+                            Poll::Ready(())
+                        } else {
+                            *self.progress.borrow_mut() = Some(cx.waker().clone());
+                            Poll::Pending
+                        }
+                    });
+                    future::or(passed, glommio::timer::sleep(self.opts.timeout)).await;
+                }
+                Ok(None) => {}
+                // Nothing more to learn: the caller goes on with what this node has.
+                Err(e) => tracing::debug!(error = %e, "stream probe failed"),
+            }
+            self.sync_done.set(round);
+            for w in self.sync_waiters.borrow_mut().drain(..) {
+                w.wake();
             }
         }
     }
@@ -541,6 +658,9 @@ impl Redis {
                     "stream entry is not an update; skipped"),
             }
             *self.last_id.borrow_mut() = id;
+        }
+        if let Some(w) = self.progress.borrow_mut().take() {
+            w.wake();
         }
         if taken > 0 {
             if let Some(w) = self.taker.borrow_mut().take() {
@@ -702,6 +822,30 @@ impl Sequencer for Redis {
         self.outbox.borrow().len() + self.outstanding.borrow().len() + self.ready.borrow().len()
     }
 
+    fn sync(&self) -> Pin<Box<dyn Future<Output = u64> + '_>> {
+        // The first round that starts after this call: its probe sees everything Redis
+        // held now.
+        let round = self.sync_started.get() + 1;
+        let mut registered = false;
+        Box::pin(async move {
+            poll_fn(|cx| {
+                if self.sync_done.get() >= round {
+                    return Poll::Ready(());
+                }
+                if !registered {
+                    registered = true;
+                    if let Some(w) = self.prober.borrow_mut().take() {
+                        w.wake();
+                    }
+                }
+                self.sync_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            self.placed()
+        })
+    }
+
     fn stats(&self) -> EngineStats {
         let rtt = self.rtt.borrow();
         EngineStats {
@@ -727,6 +871,41 @@ async fn open(opts: &Options) -> Result<Conn, RedisError> {
         .as_deref()
         .map(|p| (opts.url.user.as_str(), p));
     Conn::open(opts.addr, auth, opts.url.db, opts.timeout).await
+}
+
+/// A stream id's two numbers (`<ms>-<seq>`), for ordering; (0, 0) when unreadable.
+fn stream_id(id: &[u8]) -> (u64, u64) {
+    let text = std::str::from_utf8(id).unwrap_or("");
+    let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// The key of the stream's epoch: `<stream>:epoch`.
+fn epoch_key(opts: &Options) -> Bytes {
+    Bytes::from(format!("{}:epoch", opts.stream))
+}
+
+/// The stream's epoch: a random value kept beside the stream, set by the first node that
+/// finds it missing. A flushed Redis, or a failover to an empty replica, loses it with the
+/// entries, so a changed or missing epoch tells a reader that the order it followed is gone
+/// (Centrifugo's stream epoch is the model).
+async fn epoch(c: &mut Conn, opts: &Options) -> Result<Bytes, RedisError> {
+    let key = epoch_key(opts);
+    let fresh = Bytes::from(format!("{:016x}", fastrand::u64(..)));
+    let s = Bytes::from_static;
+    c.push(vec![s(b"SET"), key.clone(), fresh, s(b"NX")]);
+    c.push(vec![s(b"GET"), key]);
+    within(opts.timeout, async {
+        c.flush().await?;
+        let set = c.read().await?;
+        let get = c.read().await?;
+        match (set, get) {
+            (Frame::Error(e), _) | (_, Frame::Error(e)) => Err(RedisError::Server(e.to_string())),
+            (_, Frame::BulkString(epoch)) => Ok(epoch),
+            (_, other) => Err(unexpected(&other)),
+        }
+    })
+    .await
 }
 
 /// Waits before the next attempt: jittered, doubling from 50 ms up to [`MAX_BACKOFF`].

@@ -59,6 +59,12 @@ impl History {
         }
     }
 
+    /// Forgets every event (the order they belonged to was replaced).
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.by_id.clear();
+    }
+
     /// Drops events older than `history_max_age`.
     pub fn expire(&mut self, now: Instant) {
         let Some(max_age) = self.max_age else { return };

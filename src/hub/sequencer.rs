@@ -9,6 +9,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -63,6 +65,11 @@ pub enum Next {
         /// Why, for the publisher's 503.
         why: &'static str,
     },
+    /// The order was replaced (its engine lost it: a flushed Redis, a failover to an empty
+    /// replica): every core forgets its history, so a resume from an id of the old order
+    /// gets `earliest` instead of a silent splice of two orders. Events that follow are the
+    /// new order's.
+    Reset,
 }
 
 /// The order's inbox is full: the update is handed back (the caller answers 503).
@@ -89,6 +96,14 @@ pub trait Sequencer {
 
     /// Updates accepted and not handed out yet (shutdown waits for none).
     fn backlog(&self) -> usize;
+
+    /// The position (a `seq`) by which this order holds everything its engine held when
+    /// called: a resume from an id that another node published and this one has not read
+    /// yet waits for it (the caller bounds the wait), then finds the id in history. The
+    /// memory order holds everything already: 0, at once.
+    fn sync(&self) -> Pin<Box<dyn Future<Output = u64> + '_>> {
+        Box::pin(std::future::ready(0))
+    }
 
     /// Its state and figures, for `/readyz` and `/metrics`.
     fn stats(&self) -> EngineStats {
@@ -212,7 +227,7 @@ mod tests {
         s.poll_next(&mut Context::from_waker(Waker::noop()))
             .map(|n| match n {
                 Next::Event(s) => s,
-                Next::Refused { .. } => panic!("the memory order refuses nothing"),
+                Next::Refused { .. } | Next::Reset => panic!("the memory order only places"),
             })
     }
 

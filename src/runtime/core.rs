@@ -267,7 +267,13 @@ impl Core {
     /// client that saw it on another core (which may be a few events ahead of this one)
     /// must resume after it here, not from the start. Bounded by `limit`.
     pub async fn catch_up_to(&self, id: &str, limit: Duration) {
-        if self.order.is_some() || self.history.borrow().contains(id) {
+        if self.history.borrow().contains(id) {
+            return;
+        }
+        if self.order.is_some() {
+            // The sequencing core: its engine may hold the id and this node not have read
+            // it yet (it was published through another node).
+            future::or(self.sync_order(), glommio::timer::sleep(limit)).await;
             return;
         }
         let (token, rx) = self.requests.ask(Vec::new(), 1);
@@ -294,6 +300,15 @@ impl Core {
     /// The order's engine, on the sequencing core (`None` elsewhere).
     pub fn engine(&self) -> Option<crate::metrics::EngineStats> {
         self.order.as_ref().map(|o| o.stats())
+    }
+
+    /// On the sequencing core: waits until this core has applied everything the order's
+    /// engine held when called (see [`Sequencer::sync`]).
+    async fn sync_order(&self) {
+        if let Some(order) = &self.order {
+            let seq = order.sync().await;
+            self.wait_applied(seq).await;
+        }
     }
 
     /// Waits until this core has applied the event numbered `seq` (at once if it has).
@@ -428,6 +443,18 @@ impl Core {
         }
     }
 
+    /// Forgets the history: the order it came from was replaced. Subscribers stay; a
+    /// resume from an id of the old order now gets `earliest`.
+    fn reset(&self) {
+        let dropped = self.history.borrow().len();
+        self.history.borrow_mut().clear();
+        tracing::warn!(
+            core = self.index,
+            dropped,
+            "the order's stream was replaced; history cleared"
+        );
+    }
+
     /// Tells the publisher behind `origin` that the order did not place its update.
     async fn refused(&self, origin: Origin, why: &'static str) {
         let reply = Reply::Refused(why);
@@ -487,6 +514,13 @@ impl Duties {
                     self.0.refused(origin, why).await;
                     continue;
                 }
+                Next::Reset => {
+                    self.0.reset();
+                    for peer in (0..self.0.workers).filter(|&p| p != self.0.index) {
+                        let _ = self.0.mesh.send_to(peer, CoreMsg::Reset).await;
+                    }
+                    continue;
+                }
             };
             self.0.broadcasting.set(self.0.broadcasting.get() + 1);
             for (peer, msg) in self.0.distribute(s) {
@@ -519,6 +553,26 @@ impl Duties {
                         }
                     }
                 }
+                CoreMsg::Ask {
+                    origin,
+                    question: Question::Locate(id),
+                } if self.0.order.is_some() => {
+                    // Answered once this node has read what its engine holds: the id may
+                    // have been published through another node. Its own task, so the
+                    // receiver goes on meanwhile; the asking core bounds the wait.
+                    let core = self.0.clone();
+                    glommio::spawn_local(async move {
+                        if !core.history.borrow().contains(&id) {
+                            core.sync_order().await;
+                        }
+                        let reply = CoreMsg::Reply {
+                            token: origin.token,
+                            reply: Reply::Located(core.history.borrow().seq_of(&id)),
+                        };
+                        let _ = core.mesh.send_to(origin.core, reply).await;
+                    })
+                    .detach();
+                }
                 CoreMsg::Ask { origin, question } => {
                     let reply = CoreMsg::Reply {
                         token: origin.token,
@@ -548,6 +602,7 @@ impl Duties {
                     },
                     origin,
                 ),
+                CoreMsg::Reset => self.0.reset(),
                 CoreMsg::Drained => {
                     self.0.drained_peers.set(self.0.drained_peers.get() + 1);
                     self.0.life.notify();

@@ -60,6 +60,8 @@ pub enum CoreMsg {
         /// The answer.
         reply: Reply,
     },
+    /// From the sequencing core: the order was replaced; forget the history.
+    Reset,
     /// To the sequencing core, at shutdown: this core has no publish in flight any more.
     Drained,
     /// From the sequencing core, at shutdown: every event has been sent; close subscribers.

@@ -557,6 +557,48 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Sends every command in one write (pipelined) and returns each reply's first line.
+    pub fn pipeline(&self, commands: &[Vec<String>]) -> Vec<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        let mut req = String::new();
+        for args in commands {
+            req.push_str(&format!("*{}\r\n", args.len()));
+            for a in args {
+                req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+            }
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        (0..commands.len())
+            .map(|_| {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if let Some(n) = line
+                    .strip_prefix('$')
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                {
+                    let mut bulk = vec![0; n + 2];
+                    r.read_exact(&mut bulk).unwrap();
+                    return String::from_utf8_lossy(&bulk[..n]).into_owned();
+                }
+                line.trim_end().to_owned()
+            })
+            .collect()
+    }
+
+    /// Runs one command (e.g. `FLUSHALL`) and returns its reply's first line.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    }
+
     /// Stops the server at once (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
