@@ -158,6 +158,15 @@ pub struct Options {
     pub backfill: usize,
 }
 
+/// One publish: `XADD` that, when the entry creates the stream (it was never there, or was
+/// deleted or flushed), first gives the stream a new epoch, atomically with the entry. So
+/// every entry of a stream is read under that stream's epoch, and a reader that finds the
+/// epoch changed knows its position belongs to a stream that is gone.
+/// KEYS: stream, epoch. ARGV: new epoch, MAXLEN, then the entry's fields and values.
+const XADD_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then \
+     redis.call('SET', KEYS[2], ARGV[1]) end \
+     return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))";
+
 /// Updates written per pipelined batch.
 const BATCH: usize = 256;
 /// Entries asked for per `XREAD`.
@@ -402,16 +411,20 @@ impl Redis {
 
     /// The `XADD` of one update. Fields: `i` id, `t` topic (repeated, canonical first), `d`
     /// data, `e` event type, `r` retry, `p` private, `o` origin (`node/core/token`).
+    ///
+    /// Sent as [`XADD_SCRIPT`], which also gives the stream a new epoch when this entry
+    /// creates it.
     fn xadd(&self, u: Update, origin: Origin, maxlen: &Bytes) -> Vec<Bytes> {
-        let mut args = Vec::with_capacity(12 + 2 * u.topics.len());
+        let mut args = Vec::with_capacity(14 + 2 * u.topics.len());
         let s = |b: &'static [u8]| Bytes::from_static(b);
         args.extend([
-            s(b"XADD"),
+            s(b"EVAL"),
+            s(XADD_SCRIPT.as_bytes()),
+            s(b"2"),
             Bytes::copy_from_slice(self.opts.stream.as_bytes()),
-            s(b"MAXLEN"),
-            s(b"~"),
+            epoch_key(&self.opts),
+            Bytes::from(format!("{:016x}", fastrand::u64(..))),
             maxlen.clone(),
-            s(b"*"),
             s(b"i"),
             Bytes::from(u.id),
         ]);
