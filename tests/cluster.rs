@@ -348,3 +348,81 @@ fn resume_on_a_node_that_has_not_read_the_id_yet_waits_for_it() {
     );
     assert_eq!(s.next(Duration::from_millis(200)), Got::Timeout);
 }
+
+#[test]
+fn a_subscriber_moving_between_nodes_under_publishing_gets_every_event_once_in_order() {
+    let Some(redis) = Redis::start() else { return };
+    let nodes = [node(&redis, "1"), node(&redis, "2"), node(&redis, "1")];
+    let total = 300;
+    let mut s = nodes[0].subscribe(QUERY, &[]);
+    assert_eq!(s.status, 200);
+    // Published without pause, round-robin over the nodes, while the subscriber moves.
+    let mut publishers: Vec<_> = nodes.iter().map(Server::publisher).collect();
+    let publishing = std::thread::spawn(move || {
+        (0..total)
+            .map(|i| {
+                let topic = format!("https://example.com/books/{i}");
+                let r = publishers[i % 3].post(&[("topic", &topic), ("data", &format!("e{i}"))]);
+                assert_eq!(r.status, 200, "publish {i}: {}", r.body);
+                r.body
+            })
+            .collect::<Vec<String>>()
+    });
+    let mut got: Vec<String> = Vec::new();
+    let mut moves = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < total {
+        assert!(Instant::now() < deadline, "only {} events", got.len());
+        match s.next(Duration::from_secs(10)) {
+            Got::Event(e) => got.push(e.id.expect("id")),
+            other => panic!("after {} events: {other:?}", got.len()),
+        }
+        // Every 23 events, drop the connection and resume on the next node.
+        if got.len() % 23 == 0 && got.len() < total {
+            moves += 1;
+            let last = got.last().unwrap().clone();
+            s = nodes[moves % 3].subscribe(QUERY, &[("Last-Event-ID", &last)]);
+            assert_eq!(s.status, 200);
+            assert_eq!(s.headers.get("last-event-id"), Some(&last), "move {moves}");
+        }
+    }
+    let sent = publishing.join().expect("publisher");
+    assert!(moves >= 10, "{moves} moves");
+    assert_eq!(got, sent, "every event once, in the order of the answers");
+    assert_eq!(s.next(Duration::from_millis(300)), Got::Timeout);
+}
+
+#[test]
+fn a_node_killed_and_started_again_serves_resume_from_before_the_kill() {
+    let Some(redis) = Redis::start() else { return };
+    let mut a = node(&redis, "2");
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            a.publish(&[
+                ("topic", "https://example.com/books/1"),
+                ("data", &format!("before {i}")),
+            ])
+        })
+        .collect();
+    let addr = a.addr.to_string();
+    let killed = Command::new("kill")
+        .args(["-9", &a.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(a.wait_exit(Duration::from_secs(10)).is_some(), "not killed");
+    let engine = ["--engine", "redis", "--redis-url", &redis.url()];
+    let again = Server::start_on(&addr, &[&engine[..], &["--workers", "2"]].concat());
+    for _ in 0..4 {
+        let mut s = again.subscribe(QUERY, &[("Last-Event-ID", &ids[0])]);
+        assert_eq!(s.status, 200);
+        for (i, id) in ids.iter().enumerate().skip(1) {
+            let e = s.expect_event();
+            assert_eq!(
+                (e.id.as_deref(), e.data),
+                (Some(id.as_str()), format!("before {i}"))
+            );
+        }
+        assert_eq!(s.next(Duration::from_millis(200)), Got::Timeout);
+    }
+}
