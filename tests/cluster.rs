@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{admin_get, metric_sum, Got, Redis, Server};
+use common::{admin_get, metric_sum, Got, Proxy, Redis, Server};
 
 fn node(redis: &Redis, workers: &str) -> Server {
     Server::start(&[
@@ -425,4 +425,79 @@ fn a_node_killed_and_started_again_serves_resume_from_before_the_kill() {
         }
         assert_eq!(s.next(Duration::from_millis(200)), Got::Timeout);
     }
+}
+
+#[test]
+fn a_node_cut_off_from_redis_gets_what_the_others_published_meanwhile() {
+    let Some(redis) = Redis::start() else { return };
+    let proxy = Proxy::start(redis.port);
+    let a = Server::start(&[
+        "--engine",
+        "redis",
+        "--redis-url",
+        &proxy.url(),
+        "--redis-timeout",
+        "500ms",
+        "--workers",
+        "2",
+        "--heartbeat-interval",
+        "200ms",
+    ]);
+    let b = node(&redis, "1");
+    let mut sub = a.subscribe(QUERY, &[]);
+    let first = b.publish(&[("topic", "https://example.com/books/0"), ("data", "e0")]);
+    assert_eq!(sub.expect_event().id.as_deref(), Some(first.as_str()));
+
+    proxy.cut();
+    // a notices at once (its reader's connection closed): not ready, publishes refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admin_get(&a, "/readyz").status != 503 {
+        assert!(Instant::now() < deadline, "a still says ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = a.publisher().post(&[
+        ("topic", "https://example.com/books/1"),
+        ("data", "refused"),
+    ]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    // The others go on.
+    let meanwhile: Vec<String> = (1..4)
+        .map(|i| {
+            b.publish(&[
+                ("topic", &format!("https://example.com/books/{i}")),
+                ("data", &format!("e{i}")),
+            ])
+        })
+        .collect();
+    // a's subscriber stays connected: heartbeats keep coming, no event.
+    let beats = sub.comments;
+    assert_eq!(sub.next(Duration::from_millis(700)), Got::Timeout);
+    assert!(sub.comments > beats, "no heartbeat while cut off");
+
+    proxy.restore();
+    // Back: a's reader continues from its last id, so its subscriber gets what b published
+    // while a was cut off, in order, then what a publishes.
+    for id in &meanwhile {
+        let e = sub.next(Duration::from_secs(10));
+        match e {
+            Got::Event(e) => assert_eq!(e.id.as_deref(), Some(id.as_str())),
+            other => panic!("{other:?}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let id = loop {
+        // A 503 ends its connection: a new one each time.
+        let r = a
+            .publisher()
+            .post(&[("topic", "https://example.com/books/9"), ("data", "after")]);
+        if r.status == 200 {
+            break r.body;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(Instant::now() < deadline, "a still refuses");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sub.expect_event().id.as_deref(), Some(id.as_str()));
+    assert_eq!(admin_get(&a, "/readyz").status, 200);
 }

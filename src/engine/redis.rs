@@ -510,25 +510,26 @@ impl Redis {
                 Ok((entries, c.read().await?))
             })
             .await;
-            let replies = match replies {
-                Ok((entries, Frame::BulkString(e))) if e == *self.epoch.borrow() => Ok(entries),
-                Ok(_) => match epoch(&mut c, &self.opts).await {
-                    Ok(e) => {
+            let replies = match replies.and_then(|(entries, e)| Ok((entries, epoch_of(e)?))) {
+                Ok((entries, e)) if e == *self.epoch.borrow() => Ok(entries),
+                Ok((_, e)) => {
+                    if self.epoch.borrow().is_empty() {
+                        tracing::info!("the Redis stream was created; reading it from its start");
+                    } else {
                         tracing::warn!(
                             "the Redis stream was replaced (its epoch changed); history is \
                              cleared and the new stream is read from its start"
                         );
-                        *self.epoch.borrow_mut() = e;
-                        *self.last_id.borrow_mut() = Bytes::from_static(b"0-0");
-                        self.ready.borrow_mut().push_back(Next::Reset);
-                        if let Some(w) = self.taker.borrow_mut().take() {
-                            w.wake();
-                        }
-                        conn = Some(c);
-                        continue;
                     }
-                    Err(e) => Err(e),
-                },
+                    *self.epoch.borrow_mut() = e;
+                    *self.last_id.borrow_mut() = Bytes::from_static(b"0-0");
+                    self.ready.borrow_mut().push_back(Next::Reset);
+                    if let Some(w) = self.taker.borrow_mut().take() {
+                        w.wake();
+                    }
+                    conn = Some(c);
+                    continue;
+                }
                 Err(e) => Err(e),
             };
             match replies {
@@ -898,27 +899,23 @@ fn epoch_key(opts: &Options) -> Bytes {
     Bytes::from(format!("{}:epoch", opts.stream))
 }
 
-/// The stream's epoch: a random value kept beside the stream, set by the first node that
-/// finds it missing. A flushed Redis, or a failover to an empty replica, loses it with the
-/// entries, so a changed or missing epoch tells a reader that the order it followed is gone
-/// (Centrifugo's stream epoch is the model).
+/// The stream's epoch: a random value kept beside the stream, set by [`XADD_SCRIPT`] when
+/// an entry creates the stream; empty while there is none. A flushed Redis, a failover to
+/// an empty replica or a deleted stream gives the next stream a new one, so a changed
+/// epoch tells a reader that the order it followed is gone (Centrifugo's stream epoch is
+/// the model).
 async fn epoch(c: &mut Conn, opts: &Options) -> Result<Bytes, RedisError> {
-    let key = epoch_key(opts);
-    let fresh = Bytes::from(format!("{:016x}", fastrand::u64(..)));
-    let s = Bytes::from_static;
-    c.push(vec![s(b"SET"), key.clone(), fresh, s(b"NX")]);
-    c.push(vec![s(b"GET"), key]);
-    within(opts.timeout, async {
-        c.flush().await?;
-        let set = c.read().await?;
-        let get = c.read().await?;
-        match (set, get) {
-            (Frame::Error(e), _) | (_, Frame::Error(e)) => Err(RedisError::Server(e.to_string())),
-            (_, Frame::BulkString(epoch)) => Ok(epoch),
-            (_, other) => Err(unexpected(&other)),
-        }
-    })
-    .await
+    epoch_of(c.call(&[b"GET", &epoch_key(opts)], opts.timeout).await?)
+}
+
+/// The epoch in a `GET` reply: empty for none.
+fn epoch_of(reply: Frame) -> Result<Bytes, RedisError> {
+    match reply {
+        Frame::BulkString(e) => Ok(e),
+        Frame::Null => Ok(Bytes::new()),
+        Frame::Error(e) => Err(RedisError::Server(e.to_string())),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// Waits before the next attempt: jittered, doubling from 50 ms up to [`MAX_BACKOFF`].

@@ -448,11 +448,13 @@ impl Core {
     fn reset(&self) {
         let dropped = self.history.borrow().len();
         self.history.borrow_mut().clear();
-        tracing::warn!(
-            core = self.index,
-            dropped,
-            "the order's stream was replaced; history cleared"
-        );
+        if dropped > 0 {
+            tracing::warn!(
+                core = self.index,
+                dropped,
+                "the order's stream was replaced; history cleared"
+            );
+        }
     }
 
     /// Tells the publisher behind `origin` that the order did not place its update.
