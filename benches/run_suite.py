@@ -67,7 +67,8 @@ LAT = [("latency_us.p50", "p50 µs", "lower"), ("latency_us.p99", "p99 µs", "lo
        ("missing", "missing", "lower"), ("server_cpu_us_per_delivery", "CPU µs/delivery", "lower"),
        ("rss_peak_kib", "peak RSS KiB", "lower"), ("first_publish_ack_us", "first publish ack µs", "lower"),
        ("loadgen_cpu_us_per_delivery", "loadgen µs/delivery", "info"),
-       ("kernel_backlog_drops", "kernel drops", "info"), ("tcp_retransmits", "TCP retransmits", "info")]
+       ("kernel_backlog_drops", "kernel drops", "info"), ("tcp_retransmits", "TCP retransmits", "info"),
+       ("redis_cpu_us_per_delivery", "Redis CPU µs/delivery", "info")]
 
 SCENARIOS = [
     Scenario("idle", "(1) idle: bytes of server RSS per idle subscriber",
@@ -95,7 +96,8 @@ SCENARIOS = [
               "--publish-connections", "64"],
              [("publish_rate", "events/s accepted", "higher"), ("ack_us.p50", "ack p50 µs", "lower"),
               ("ack_us.p99", "ack p99 µs", "lower"), ("server_cpu_us_per_publish", "CPU µs/publish", "lower"),
-              ("missing", "missing", "lower")]),
+              ("missing", "missing", "lower"),
+              ("redis_cpu_us_per_publish", "Redis CPU µs/publish", "info")]),
 ]
 
 
@@ -112,6 +114,7 @@ class ServerKind:
     extra: tuple = ()     # more ssegate flags (variants of the gateway itself)
     binary_env: str = ""  # ssegate: take the binary from this environment variable (a baseline)
     redis: bool = False   # ssegate/nchan: keep the order in a fresh redis-server, pinned with it
+    nodes: int = 1        # with redis: that many server processes on one Redis, the load spread
 
 
 TARGETS = {
@@ -132,6 +135,12 @@ TARGETS = {
     # is not in the server's CPU columns; the report says so).
     "ssegate-1-redis": ServerKind("ssegate + Redis (1 core)", "ssegate", 1, redis=True),
     "nchan-1-redis": ServerKind("nchan + Redis, 1 worker", "nchan", 1, "nchan", redis=True),
+    # Two nodes of one cluster on the same core(s), subscribers and publishers spread over
+    # both: what a second node costs, not what it adds (this machine has two cores).
+    "ssegate-2node-redis": ServerKind("ssegate + Redis, 2 nodes (1 core)", "ssegate", 1,
+                                      redis=True, nodes=2),
+    "nchan-2node-redis": ServerKind("nchan + Redis, 2 nodes (1 core)", "nchan", 1, "nchan",
+                                    redis=True, nodes=2),
     "ssegate-1-base": ServerKind("ssegate baseline (1 core)", "ssegate", 1,
                                  binary_env="SSEGATE_BASELINE"),
 }
@@ -148,15 +157,19 @@ def free_port():
 class Server:
     """One server process (for nginx: the master), started pinned and waited for."""
 
-    def __init__(self, kind: ServerKind):
+    def __init__(self, kind: ServerKind, shared_redis=None):
         self.kind = kind
+        self.others = []
         self.tmp = tempfile.mkdtemp(prefix=f"bench-{kind.impl}-")
         self.log = open(Path(self.tmp) / "stderr.log", "wb")
         cores = SERVER_CORES[kind.cores]
-        self.redis = None
+        self.redis = shared_redis
+        self.own_redis = False
         redis_url = ""
         if kind.redis:
-            self.redis = start_redis(cores, self.tmp)
+            if self.redis is None:
+                self.redis = start_redis(cores, self.tmp)
+                self.own_redis = True
             redis_url = f"redis://127.0.0.1:{self.redis.port}"
         if kind.impl == "ssegate":
             binary = SSEGATE
@@ -192,6 +205,13 @@ class Server:
             self._wait_connectable(deadline)
         else:
             self.addr = self._wait_ready_line(deadline)
+        one = ServerKind(**{**kind.__dict__, "nodes": 1})
+        for _ in range(kind.nodes - 1):
+            self.others.append(Server(one, shared_redis=self.redis))
+
+    def nodes(self):
+        """This process and the other nodes of its cluster."""
+        return [self, *self.others]
 
     def _wait_ready_line(self, deadline):
         """The first stdout line names the address: `... listening on ADDR ...`."""
@@ -240,6 +260,8 @@ class Server:
             return ""
 
     def stop(self):
+        for other in self.others:
+            other.stop()
         if self.proc.poll() is None:
             self.proc.terminate()              # SIGTERM: nginx's fast shutdown, ssegate's drain
             try:
@@ -249,7 +271,7 @@ class Server:
                 self.proc.wait(timeout=5)
         self.proc.stdout.close()
         self.log.close()
-        if self.redis:
+        if self.redis and self.own_redis:
             self.redis.terminate()
             self.redis.wait(timeout=10)
 
@@ -305,11 +327,14 @@ def kernel_counters():
 def one_run(kind: ServerKind, scenario: Scenario, quick: bool, label: str):
     server = Server(kind)
     try:
-        cmd = ["taskset", "-c", LOADGEN_CORE, str(LOAD), "--target", server.addr,
-               "--flavor", kind.flavor, "--server-pid", str(server.proc.pid),
+        nodes = server.nodes()
+        cmd = ["taskset", "-c", LOADGEN_CORE, str(LOAD),
+               *[a for n in nodes for a in ("--target", n.addr)],
+               "--flavor", kind.flavor, *[a for n in nodes for a in ("--server-pid", str(n.proc.pid))],
                "--jwt-key", JWT_KEY, "--label", label,
                *(scenario.quick_args if quick else scenario.args)]
         drops0, retrans0 = kernel_counters()
+        redis0 = cpu_us(server.redis.pid) if server.redis else 0
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -319,20 +344,38 @@ def one_run(kind: ServerKind, scenario: Scenario, quick: bool, label: str):
         lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
         if not lines:
             raise SuiteError("ssegate-load printed no JSON summary")
-        if server.proc.poll() is not None:
-            raise SuiteError(f"{kind.name} died during the run: {server.stderr_tail()}")
+        for n in nodes:
+            if n.proc.poll() is not None:
+                raise SuiteError(f"{kind.name} died during the run: {n.stderr_tail()}")
         summary = json.loads(lines[-1])
         drops1, retrans1 = kernel_counters()
         summary["kernel_backlog_drops"] = drops1 - drops0
         summary["tcp_retransmits"] = retrans1 - retrans0
+        if server.redis:
+            redis_us = cpu_us(server.redis.pid) - redis0
+            if summary.get("published"):
+                summary["redis_cpu_us_per_publish"] = redis_us / summary["published"]
+            if summary.get("received"):
+                summary["redis_cpu_us_per_delivery"] = redis_us / summary["received"]
         return summary, shlex.join(cmd)
+
     finally:
         server.stop()
 
 
+def cpu_us(pid):
+    """User + system CPU of a process so far, in µs (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e6 / os.sysconf("SC_CLK_TCK")
+
+
 def get(summary, path):
+    """A summary's value at a dotted path; None where the run has none (the Redis columns of
+    a server without Redis)."""
     v = summary
     for part in path.split("."):
+        if not isinstance(v, dict) or part not in v:
+            return None
         v = v[part]
     return v
 
@@ -343,7 +386,7 @@ class Cell:
     errors: list = field(default_factory=list)
 
     def median(self, path):
-        vals = [get(s, path) for s in self.runs]
+        vals = [v for v in (get(s, path) for s in self.runs) if v is not None]
         return statistics.median(vals) if vals else None
 
 
@@ -479,8 +522,8 @@ def main():
           "- Peers do not verify publisher JWTs (ssegate verifies an HS256 token per publish); "
           "axum encodes each event per subscriber (its `Event` is per stream); ssegate, nchan and the Go peer encode it once per publish.",
           *(["- \"+ Redis\" rows: a fresh `redis-server` (" + sh(["redis-server", "--version"]).split(" sha")[0]
-             + ", no persistence) per run, pinned to the server's core(s); the CPU columns count "
-             "the server's process only, not Redis's."] if any(TARGETS[k].redis for k in kinds) else []),
+             + ", no persistence) per run, pinned to the server's core(s); the server's CPU columns count "
+             "its own process only; Redis's CPU is its own column (— for servers without Redis)."] if any(TARGETS[k].redis for k in kinds) else []),
           ""]
     for sc, table, cells in sections:
         md += [f"## {sc.title}", "", f"`{commands.get(sc.key, '(no successful run)')}` (sizes for this scenario; "

@@ -67,9 +67,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Server address (loopback only).
+    /// Server address (loopback only). Repeat it for several nodes of one cluster: subscriber
+    /// process k and publishing connection k go to the k-th address, round-robin.
     #[arg(long, required_unless_present = "smoke")]
-    target: Option<SocketAddr>,
+    target: Vec<SocketAddr>,
     /// How to subscribe and publish.
     #[arg(long, value_enum, default_value = "mercure")]
     flavor: Flavor,
@@ -159,14 +160,17 @@ fn coordinate(mut a: RunArgs) -> anyhow::Result<()> {
             a.flavor = Flavor::Mercure;
             a.label = "smoke".into();
             let gw = Gateway::start(binary, a.smoke_workers, &a.jwt_key, Duration::from_secs(30))?;
-            a.target = Some(gw.addr);
+            a.target = vec![gw.addr];
             a.server_pids = vec![gw.pid()];
             Some(gw)
         }
         None => None,
     };
-    let target = a.target.context("--target is required")?;
-    if !target.ip().is_loopback() {
+    let targets = a.target.clone();
+    if targets.is_empty() {
+        bail!("--target is required");
+    }
+    if targets.iter().any(|t| !t.ip().is_loopback()) {
         bail!("--target must be a loopback address: this tool only loads the local machine");
     }
     let mut pids = a.server_pids.clone();
@@ -183,7 +187,7 @@ fn coordinate(mut a: RunArgs) -> anyhow::Result<()> {
     let params = run::Params {
         label: a.label.clone(),
         flavor: a.flavor,
-        target,
+        targets,
         server: ServerProcs::new(pids),
         subscribers: a.subscribers,
         topics: a.topics,

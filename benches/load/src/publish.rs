@@ -30,7 +30,8 @@ const MAX_EVENTS_PER_CONNECTION: u64 = 100_000_000;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub flavor: Flavor,
-    pub target: SocketAddr,
+    /// One address per node; connection k publishes to `targets[k % len]`.
+    pub targets: Vec<SocketAddr>,
     pub topics: u32,
     pub connections: u32,
     /// Total events per second over all connections; 0 = each connection sends its next
@@ -65,7 +66,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         let owned: Vec<u32> = (c..plan.topics).step_by(conns as usize).collect();
         let rate = plan.rate * owned.len() as f64 / f64::from(plan.topics);
         let plan = plan.clone();
-        tasks.spawn_local(async move { connection(&plan, owned, rate, start, start_ns).await });
+        let target = plan.targets[c as usize % plan.targets.len()];
+        tasks.spawn_local(
+            async move { connection(&plan, target, owned, rate, start, start_ns).await },
+        );
     }
     let mut out = Outcome {
         published: vec![0; plan.topics as usize],
@@ -94,6 +98,7 @@ struct ConnOutcome {
 
 async fn connection(
     plan: &Plan,
+    target: SocketAddr,
     owned: Vec<u32>,
     rate: f64,
     start: Instant,
@@ -105,7 +110,7 @@ async fn connection(
     let mut refused = 0;
     let mut ack_us =
         Histogram::new_with_bounds(1, 120_000_000, 3).context("creating the histogram")?;
-    let mut stream = connect(plan.target).await?;
+    let mut stream = connect(target).await?;
     let (mut payload, mut request, mut response) = (Vec::new(), Vec::new(), Vec::new());
 
     for j in 0..MAX_EVENTS_PER_CONNECTION {
@@ -146,7 +151,7 @@ async fn connection(
             refused += 1;
         }
         if close {
-            stream = connect(plan.target).await?;
+            stream = connect(target).await?;
         }
     }
     Ok(ConnOutcome {
@@ -246,7 +251,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
 /// process), which would otherwise land in the latency tail of a short run. The figure is
 /// reported on its own.
 pub async fn warm_up(plan: &Plan) -> anyhow::Result<u64> {
-    let mut stream = connect(plan.target).await?;
+    let mut stream = connect(plan.targets[0]).await?;
     let (mut payload, mut request, mut response) = (Vec::new(), Vec::new(), Vec::new());
     let sent_ns = sys::monotonic_ns();
     write_payload(&mut payload, 0, sent_ns, plan.payload_bytes);

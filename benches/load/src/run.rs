@@ -34,7 +34,8 @@ const MAX_PROCESSES: u32 = 200;
 pub struct Params {
     pub label: String,
     pub flavor: Flavor,
-    pub target: SocketAddr,
+    /// One address per node; subscriber process k connects to `targets[k % len]`.
+    pub targets: Vec<SocketAddr>,
     pub server: ServerProcs,
     pub subscribers: u32,
     pub topics: u32,
@@ -69,7 +70,7 @@ impl Worker {
             .arg("__worker")
             .args([
                 "--target",
-                &p.target.to_string(),
+                &p.targets[index as usize % p.targets.len()].to_string(),
                 "--source",
                 &source.to_string(),
             ])
@@ -235,7 +236,7 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
 
     let plan = publish::Plan {
         flavor: p.flavor,
-        target: p.target,
+        targets: p.targets.clone(),
         topics: p.topics,
         connections: p.publish_connections,
         rate: p.rate,
