@@ -37,7 +37,7 @@ pub use super::resp::RedisError;
 use super::resp::{within, Conn, Frame};
 use crate::hub::event::{encode, Update};
 use crate::hub::sequencer::{Full, Next, Origin, Sequenced, Sequencer};
-use crate::metrics::counters::LATENCY_BUCKETS;
+use crate::metrics::counters::{latency_slot, LATENCY_BUCKETS};
 use crate::metrics::EngineStats;
 
 /// Why a `redis_url` cannot be used.
@@ -233,12 +233,7 @@ struct EngineRtt {
 
 impl EngineRtt {
     fn observe(&mut self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let slot = LATENCY_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.slots[slot] += 1;
+        self.slots[latency_slot(d)] += 1;
         self.sum_ns += d.as_nanos() as u64;
     }
 }
@@ -686,14 +681,7 @@ impl Redis {
 
     /// An entry's update, and whom on this node it acknowledges.
     fn entry(&self, fields: Vec<Frame>) -> Option<(Update, Origin)> {
-        let mut u = Update {
-            topics: Vec::new(),
-            data: String::new(),
-            id: String::new(),
-            event_type: None,
-            retry: None,
-            private: false,
-        };
+        let mut u = Update::default();
         let mut origin = Origin::NOBODY;
         let mut fields = fields.into_iter();
         while let (Some(Frame::BulkString(f)), Some(Frame::BulkString(v))) =

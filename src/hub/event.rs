@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// A validated publication, not yet sequenced. It is `Send`: it crosses from the core that
 /// accepted the POST to the sequencer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Update {
     /// Canonical topic first, then alternates; all are matched.
     pub topics: Vec<String>,

@@ -9,14 +9,7 @@ use super::event::Update;
 
 /// Parses and validates a publish body (`application/x-www-form-urlencoded`).
 pub fn parse_update(body: &[u8], max_topics: usize) -> Result<Update, HttpError> {
-    let mut u = Update {
-        topics: Vec::new(),
-        data: String::new(),
-        id: String::new(),
-        event_type: None,
-        retry: None,
-        private: false,
-    };
+    let mut u = Update::default();
     let mut custom_id = None;
     for (name, value) in parse_form(body)? {
         match name.as_str() {

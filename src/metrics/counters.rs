@@ -309,14 +309,18 @@ impl Stats {
     /// subscriber's task).
     pub fn observe_delivery(&self, accepted_at: Instant, now: Instant) {
         let d = now.saturating_duration_since(accepted_at);
-        let secs = d.as_secs_f64();
-        let slot = LATENCY_BUCKETS
-            .iter()
-            .position(|&le| secs <= le)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        Stats::add(&self.latency_buckets[slot], 1);
+        Stats::add(&self.latency_buckets[latency_slot(d)], 1);
         Stats::add(&self.latency_sum_ns, d.as_nanos() as u64);
     }
+}
+
+/// The slot of a latency in a histogram over [`LATENCY_BUCKETS`] (the last is `+Inf`).
+pub fn latency_slot(d: std::time::Duration) -> usize {
+    let secs = d.as_secs_f64();
+    LATENCY_BUCKETS
+        .iter()
+        .position(|&le| secs <= le)
+        .unwrap_or(LATENCY_BUCKETS.len())
 }
 
 /// The slot of `status` in [`COUNTED_STATUSES`], or the last ("other").

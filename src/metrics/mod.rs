@@ -107,23 +107,8 @@ fn render_engine(out: &mut String, e: &EngineStats) {
         "# HELP {name} Publish round trips to the engine, written to confirmed."
     );
     let _ = writeln!(out, "# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (i, n) in e.publish_rtt.iter().enumerate() {
-        cumulative += n;
-        let le = LATENCY_BUCKETS
-            .get(i)
-            .map_or("+Inf".to_owned(), |b| b.to_string());
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{engine=\"{engine}\",le=\"{le}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{name}_sum{{engine=\"{engine}\"}} {:.9}",
-        e.publish_rtt_sum_ns as f64 / 1e9
-    );
-    let _ = writeln!(out, "{name}_count{{engine=\"{engine}\"}} {cumulative}");
+    let label = format!("engine=\"{engine}\"");
+    histogram_lines(out, name, &label, &e.publish_rtt, e.publish_rtt_sum_ns);
 }
 
 /// One core's lines of a counter labelled by status (slots in the order of
@@ -154,26 +139,23 @@ fn by_reason(out: &mut String, series: &Series, s: &Snapshot) {
 /// One core's lines of a histogram over [`LATENCY_BUCKETS`] (slots not cumulative, `+Inf`
 /// last) with its sum in nanoseconds.
 fn histogram(out: &mut String, series: &Series, s: &Snapshot, sum_ns: u64) {
-    let name = series.name;
+    let label = format!("core=\"{}\"", s.core);
+    histogram_lines(out, series.name, &label, (series.slots)(s), sum_ns);
+}
+
+/// A histogram's `_bucket` (cumulative), `_sum` (seconds) and `_count` lines, from slots
+/// over [`LATENCY_BUCKETS`] then `+Inf` and a sum in nanoseconds.
+fn histogram_lines(out: &mut String, name: &str, label: &str, slots: &[u64], sum_ns: u64) {
     let mut cumulative = 0;
-    for (i, n) in (series.slots)(s).iter().enumerate() {
+    for (i, n) in slots.iter().enumerate() {
         cumulative += n;
         let le = LATENCY_BUCKETS
             .get(i)
             .map_or("+Inf".to_owned(), |b| b.to_string());
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{core=\"{}\",le=\"{le}\"}} {cumulative}",
-            s.core
-        );
+        let _ = writeln!(out, "{name}_bucket{{{label},le=\"{le}\"}} {cumulative}");
     }
-    let _ = writeln!(
-        out,
-        "{name}_sum{{core=\"{}\"}} {}",
-        s.core,
-        sum_ns as f64 / 1e9
-    );
-    let _ = writeln!(out, "{name}_count{{core=\"{}\"}} {cumulative}", s.core);
+    let _ = writeln!(out, "{name}_sum{{{label}}} {}", sum_ns as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count{{{label}}} {cumulative}");
 }
 
 #[cfg(test)]
