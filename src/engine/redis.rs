@@ -195,6 +195,9 @@ pub struct Redis {
     last_id: RefCell<Bytes>,
     /// The stream's epoch (see [`epoch`]) when the reader last read it.
     epoch: RefCell<Bytes>,
+    /// The stream's key and its epoch's, made once: every publish and read sends them.
+    stream_key: Bytes,
+    epoch_key: Bytes,
     /// The order's task (`poll_next`).
     taker: RefCell<Option<Waker>>,
     /// Tasks waiting for room in the outbox (`poll_ready`).
@@ -258,6 +261,10 @@ impl Redis {
             Frame::Array(entries) => entries,
             other => return Err(unexpected(&other)),
         };
+        let (stream_key, epoch_key) = (
+            Bytes::copy_from_slice(opts.stream.as_bytes()),
+            epoch_key(&opts),
+        );
         let redis = Rc::new(Redis {
             opts,
             node: format!("{:016x}", fastrand::u64(..)),
@@ -268,6 +275,8 @@ impl Redis {
             next_seq: Cell::new(1),
             last_id: RefCell::new(Bytes::from_static(b"0-0")),
             epoch: RefCell::new(epoch),
+            stream_key,
+            epoch_key,
             taker: RefCell::new(None),
             waiting_room: RefCell::new(Vec::new()),
             publisher: RefCell::new(None),
@@ -369,9 +378,11 @@ impl Redis {
         let n = outbox.len().min(BATCH);
         let mut origins = Vec::with_capacity(n);
         let now = Instant::now();
+        // Per batch, not per publish: the epoch only counts if an entry creates the stream.
         let maxlen = Bytes::from(self.opts.history.to_string());
+        let fresh = Bytes::from(format!("{:016x}", fastrand::u64(..)));
         for (update, origin) in outbox.drain(..n) {
-            c.push(self.xadd(update, origin, &maxlen));
+            c.push(self.xadd(update, origin, &maxlen, &fresh));
             self.outstanding.borrow_mut().insert(key(origin), now);
             origins.push(origin);
         }
@@ -409,16 +420,16 @@ impl Redis {
     ///
     /// Sent as [`XADD_SCRIPT`], which also gives the stream a new epoch when this entry
     /// creates it.
-    fn xadd(&self, u: Update, origin: Origin, maxlen: &Bytes) -> Vec<Bytes> {
+    fn xadd(&self, u: Update, origin: Origin, maxlen: &Bytes, fresh: &Bytes) -> Vec<Bytes> {
         let mut args = Vec::with_capacity(14 + 2 * u.topics.len());
         let s = |b: &'static [u8]| Bytes::from_static(b);
         args.extend([
             s(b"EVAL"),
             s(XADD_SCRIPT.as_bytes()),
             s(b"2"),
-            Bytes::copy_from_slice(self.opts.stream.as_bytes()),
-            epoch_key(&self.opts),
-            Bytes::from(format!("{:016x}", fastrand::u64(..))),
+            self.stream_key.clone(),
+            self.epoch_key.clone(),
+            fresh.clone(),
             maxlen.clone(),
             s(b"i"),
             Bytes::from(u.id),
@@ -498,7 +509,7 @@ impl Redis {
             // The epoch is read after the entries (Redis answers a connection's commands in
             // order): if it changed, the entries may be the new stream's, read from an old
             // position, so they are dropped and read again from its start.
-            c.push(vec![Bytes::from_static(b"GET"), epoch_key(&self.opts)]);
+            c.push(vec![Bytes::from_static(b"GET"), self.epoch_key.clone()]);
             let replies = within(BLOCK + self.opts.timeout, async {
                 c.flush().await?;
                 let entries = c.read().await?;
