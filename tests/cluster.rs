@@ -501,3 +501,169 @@ fn a_node_cut_off_from_redis_gets_what_the_others_published_meanwhile() {
     assert_eq!(sub.expect_event().id.as_deref(), Some(id.as_str()));
     assert_eq!(admin_get(&a, "/readyz").status, 200);
 }
+
+#[test]
+fn resume_from_an_id_older_than_memory_reads_the_rest_from_the_stream() {
+    let Some(redis) = Redis::start() else { return };
+    // Memory keeps five events; the stream keeps them all.
+    let small = |workers| {
+        Server::start(&[
+            "--engine",
+            "redis",
+            "--redis-url",
+            &redis.url(),
+            "--workers",
+            workers,
+            "--history-size",
+            "5",
+        ])
+    };
+    let a = small("1");
+    let b = small("2");
+    // More than two pages of the stream; every third a custom id, books and authors mixed.
+    let mut p = a.publisher();
+    let mut books = Vec::new();
+    let mut custom = Vec::new();
+    for i in 0..1300 {
+        let topic = match i % 2 {
+            0 => format!("https://example.com/books/{i}"),
+            _ => format!("https://example.com/authors/{i}"),
+        };
+        let data = format!("event {i}");
+        let id = format!("custom-{i}");
+        let mut form = vec![("topic", topic.as_str()), ("data", data.as_str())];
+        if i % 3 == 0 {
+            form.push(("id", id.as_str()));
+        }
+        let r = p.post(&form);
+        assert_eq!(r.status, 200, "publish {i}: {}", r.body);
+        if i % 3 == 0 {
+            assert_eq!(r.body, id);
+            custom.push(i);
+        }
+        books.push((i, r.body));
+    }
+    // Resumes on both of b's cores, after a hub-made id and after a custom one, while a
+    // publisher keeps going: each gets every matching event after its id once, in order,
+    // then live.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let more = {
+        let stop = stop.clone();
+        let mut p = a.publisher();
+        std::thread::spawn(move || {
+            let mut ids = Vec::new();
+            for i in (1300..1700).step_by(2) {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let topic = format!("https://example.com/books/{i}");
+                let r = p.post(&[("topic", &topic), ("data", &format!("event {i}"))]);
+                assert_eq!(r.status, 200, "publish {i}: {}", r.body);
+                ids.push((i, r.body));
+            }
+            ids
+        })
+    };
+    let after = [1usize, 3, 100, 601];
+    let mut subs: Vec<_> = after
+        .iter()
+        .map(|&k| {
+            let id = &books[k].1;
+            let s = b.subscribe(QUERY, &[("Last-Event-ID", id)]);
+            assert_eq!(s.status, 200);
+            assert_eq!(s.headers.get("last-event-id"), Some(id), "after {k}");
+            s
+        })
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let later = more.join().unwrap();
+    let last = a.publish(&[
+        ("topic", "https://example.com/books/live"),
+        ("data", "live"),
+    ]);
+    let everything: Vec<_> = books.iter().chain(later.iter()).cloned().collect();
+    for (s, &k) in subs.iter_mut().zip(&after) {
+        for (i, id) in everything.iter().filter(|(i, _)| *i > k && i % 2 == 0) {
+            let e = s.expect_event();
+            assert_eq!(
+                (e.id.as_deref(), e.data.as_str()),
+                (Some(id.as_str()), format!("event {i}").as_str()),
+                "after {k}"
+            );
+        }
+        assert_eq!(s.expect_event().id, Some(last.clone()), "after {k}");
+        assert_eq!(
+            s.next(Duration::from_millis(200)),
+            Got::Timeout,
+            "after {k}"
+        );
+    }
+    // An id the stream never held: `earliest`, and what memory keeps.
+    let mut unknown = b.subscribe(QUERY, &[("Last-Event-ID", "urn:uuid:never")]);
+    assert_eq!(
+        unknown.headers.get("last-event-id").map(String::as_str),
+        Some("earliest")
+    );
+    let tail = everything[everything.len() - 4..].iter().map(|(_, id)| id);
+    for id in tail.chain([&last]) {
+        assert_eq!(unknown.expect_event().id.as_ref(), Some(id));
+    }
+    let m = admin_get(&b, "/metrics").body;
+    assert_eq!(
+        metric_sum(&m, "ssegate_resumes_from_engine_total", ""),
+        after.len() as u64,
+        "{m}"
+    );
+}
+
+#[test]
+fn the_id_index_is_trimmed_with_the_stream_and_a_trimmed_id_resumes_as_earliest() {
+    let Some(redis) = Redis::start() else { return };
+    let a = Server::start(&[
+        "--engine",
+        "redis",
+        "--redis-url",
+        &redis.url(),
+        "--workers",
+        "1",
+        "--history-size",
+        "5",
+        "--redis-history-size",
+        "100",
+    ]);
+    let mut p = a.publisher();
+    let ids: Vec<String> = (0..1500)
+        .map(|i| {
+            let r = p.post(&[
+                ("topic", &format!("https://example.com/books/{i}")),
+                ("data", &format!("event {i}")),
+            ]);
+            assert_eq!(r.status, 200, "publish {i}: {}", r.body);
+            r.body
+        })
+        .collect();
+    // `MAXLEN ~ 100` keeps a little more than 100 entries; the index at most 1024 more.
+    let count = |args: &[&str]| -> usize { redis.command(args)[1..].parse().unwrap() };
+    let (xlen, zcard) = (
+        count(&["XLEN", "ssegate:events"]),
+        count(&["ZCARD", "ssegate:events:ids"]),
+    );
+    assert!((100..=300).contains(&xlen), "XLEN {xlen}");
+    assert!((xlen..=100 + 1024 + 1).contains(&zcard), "ZCARD {zcard}");
+    // Trimmed from the stream: `earliest`, then the five memory keeps.
+    let mut gone = a.subscribe(QUERY, &[("Last-Event-ID", &ids[10])]);
+    assert_eq!(
+        gone.headers.get("last-event-id").map(String::as_str),
+        Some("earliest")
+    );
+    for id in &ids[1495..] {
+        assert_eq!(gone.expect_event().id.as_ref(), Some(id));
+    }
+    // Still in the stream, not in memory: from the stream.
+    let mut kept = a.subscribe(QUERY, &[("Last-Event-ID", &ids[1450])]);
+    assert_eq!(kept.headers.get("last-event-id"), Some(&ids[1450]));
+    for id in &ids[1451..] {
+        assert_eq!(kept.expect_event().id.as_ref(), Some(id));
+    }
+    assert_eq!(kept.next(Duration::from_millis(200)), Got::Timeout);
+}

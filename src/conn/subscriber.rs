@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use super::Stream;
 use bytes::{BufMut, BytesMut};
-use futures_lite::future::poll_fn;
+use futures_lite::future::{self, poll_fn};
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 
 use crate::access_log::Record;
@@ -29,7 +29,7 @@ use crate::http::{parse_form, Request, Response, MERCURE_PATH};
 use crate::hub::event::Event;
 use crate::hub::history::ResumeFrom;
 use crate::hub::selector::Selector;
-use crate::hub::shard::{wants, Departed, DropReason, NewSubscriber, Next, Refused};
+use crate::hub::shard::{wants, wants_topics, Departed, DropReason, NewSubscriber, Next, Refused};
 use crate::hub::subscriptions::{self, SubscriberInfo};
 use crate::metrics::counters::{CloseReason, Stats};
 use crate::net::sys::{self, SocketFd};
@@ -40,6 +40,9 @@ const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Replayed events are coalesced into writes of about this size.
 const REPLAY_BATCH: usize = 64 * 1024;
+
+/// Longest wait for one page of older events from the engine (see [`replay_older`]).
+const OLDER_PAGE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A subscription request, parsed and authorized.
 struct Subscription {
@@ -228,12 +231,51 @@ pub async fn open<'c>(
     };
     // Registration and the replay snapshot happen in one synchronous step: no event can
     // land between them, so the replay and the live stream neither overlap nor leave a gap.
+    // A resume from an id older than this core's history: the engine may still hold it
+    // (the Redis stream keeps more than memory does). Its pages are written first, before
+    // registration; this core's history and live stream take over where they end.
+    let mut stream = stream;
+    let mut from_engine = None;
+    if let Some(last) = sub.last_event_id.as_deref().filter(|id| *id != "earliest") {
+        if !core.history.borrow().contains(last) {
+            match replay_older(
+                core,
+                &mut stream,
+                last,
+                &selectors,
+                sub.rights.as_deref(),
+                cors,
+            )
+            .await
+            {
+                Ok(Some(upto)) => {
+                    core.wait_applied(upto).await;
+                    from_engine = Some(upto);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(conn = conn_id, error = %e, "older replay ended");
+                    return Opened::Ended(CloseReason::ClientClosed);
+                }
+            }
+        }
+    }
     let (id, head, replay) = {
         let mut history = core.history.borrow_mut();
         let mut shard = core.shard.borrow_mut();
         history.expire(Instant::now());
         let (replay, header): (Vec<Rc<Event>>, Option<String>) = match &sub.last_event_id {
             None => (Vec::new(), None),
+            // The head and the engine's part are written: what this core has since.
+            Some(_) if from_engine.is_some() => {
+                let upto = from_engine.unwrap_or_default();
+                let events = history
+                    .after_seq(upto)
+                    .filter(|e| wants(&selectors, sub.rights.as_deref(), e))
+                    .cloned()
+                    .collect();
+                (events, None)
+            }
             Some(last) => {
                 let from = if last == "earliest" {
                     ResumeFrom::Earliest
@@ -279,11 +321,11 @@ pub async fn open<'c>(
             serial: core.next_serial(),
             info,
         });
-        (
-            id,
-            response_head(header.as_deref(), core.index, cors),
-            replay,
-        )
+        let head = match from_engine {
+            Some(_) => BytesMut::new(),
+            None => response_head(header.as_deref(), core.index, cors),
+        };
+        (id, head, replay)
     };
     Stats::add(&core.stats.subscribed, 1);
     Stats::add(&core.stats.replayed, replay.len() as u64);
@@ -415,6 +457,64 @@ fn response_head(last_event_id: Option<&str>, core: usize, cors: &str) -> BytesM
     head.write_to(&mut b);
     b.put_slice(b":\n");
     b
+}
+
+/// For a resume after `last`, an id this core's history does not hold: writes the response
+/// head and the events after it that the order's engine still holds, page by page, up to
+/// this node's read position; returns the `seq` where they end. `Ok(None)` (nothing written)
+/// when the engine does not hold the id: the resume gets `earliest`. A page that does not
+/// come within [`OLDER_PAGE_LIMIT`] once some are written ends the stream: the client
+/// resumes after the last event it got.
+async fn replay_older(
+    core: &Core,
+    stream: &mut Stream,
+    last: &str,
+    selectors: &[Selector],
+    rights: Option<&[Selector]>,
+    cors: &str,
+) -> io::Result<Option<u64>> {
+    let mut next = None;
+    let mut batch: Option<BytesMut> = None;
+    loop {
+        let page = future::or(core.older(last, next.take()), async {
+            glommio::timer::sleep(OLDER_PAGE_LIMIT).await;
+            None
+        })
+        .await;
+        let Some(page) = page else {
+            if batch.is_none() {
+                return Ok(None);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the engine's next page of older events did not come in time",
+            ));
+        };
+        let batch = batch.get_or_insert_with(|| {
+            Stats::add(&core.stats.replayed_from_engine, 1);
+            response_head(Some(last), core.index, cors)
+        });
+        let mut sent = 0u64;
+        for ev in &page.events {
+            if !wants_topics(selectors, rights, &ev.topics, ev.private) {
+                continue;
+            }
+            if batch.len() + ev.frame.len() > REPLAY_BATCH && !batch.is_empty() {
+                stream.write_all(batch).await?;
+                batch.clear();
+            }
+            batch.extend_from_slice(&ev.frame);
+            sent += 1;
+        }
+        Stats::add(&core.stats.replayed, sent);
+        if let Some(more) = page.next {
+            next = Some(more);
+            continue;
+        }
+        stream.write_all(batch).await?;
+        stream.flush().await?;
+        return Ok(Some(page.upto));
+    }
 }
 
 /// Writes the head and the replayed events, coalesced into large writes.

@@ -1,6 +1,7 @@
-//! The order in a Redis stream, shared by every node. Owns: the node's two connections to
-//! Redis (one pipelining publishes, one blocking on the stream), the updates on their way
-//! there, and the reader's position. May call: `hub` (the sequencer trait, the update and
+//! The order in a Redis stream, shared by every node. Owns: the node's connections to
+//! Redis (one pipelining publishes, one blocking on the stream, one probing its tail, one
+//! reading older events for resumes), the updates on their way there, and the reader's
+//! position. May call: `hub` (the sequencer trait, the update and
 //! its encoding), the connection in [`super::resp`].
 //!
 //! **Publish.** [`Redis::submit`] queues the update; the publisher task writes every queued
@@ -14,6 +15,10 @@
 //! every node and every core sees every event in the same order. A publisher is answered
 //! when the reader has read its own entry back and it is visible on the publisher's core: a
 //! publish answered before the next is sent, on any node, comes earlier in the order.
+//!
+//! **Older resumes.** A resume from an id older than memory's history reads the events
+//! after it from the stream ([`Sequencer::older`]), found through the id index that the
+//! publish script keeps (see [`XADD_SCRIPT`] and [`FIND_SCRIPT`]).
 //!
 //! **Failure.** A publish Redis refuses, or does not confirm within `redis_timeout`, is
 //! handed back as [`Next::Refused`] (the publisher gets 503 with `Retry-After`): nothing is
@@ -36,7 +41,7 @@ use futures_lite::future::{self, poll_fn};
 pub use super::resp::RedisError;
 use super::resp::{within, Conn, Frame};
 use crate::hub::event::{encode, Update};
-use crate::hub::sequencer::{Full, Next, Origin, Sequenced, Sequencer};
+use crate::hub::sequencer::{Full, Next, Origin, Page, Past, Sequenced, Sequencer};
 use crate::metrics::counters::{latency_slot, LATENCY_BUCKETS};
 use crate::metrics::EngineStats;
 
@@ -162,10 +167,44 @@ pub struct Options {
 /// deleted or flushed), first gives the stream a new epoch, atomically with the entry. So
 /// every entry of a stream is read under that stream's epoch, and a reader that finds the
 /// epoch changed knows its position belongs to a stream that is gone.
-/// KEYS: stream, epoch. ARGV: new epoch, MAXLEN, then the entry's fields and values.
+///
+/// It also keeps the id index `<stream>:ids`, a sorted set of event id → the millisecond
+/// part of its entry's stream id (exact in a double up to 2^53), so that a resume finds an
+/// id without scanning the stream (see [`FIND_SCRIPT`]). A reused id keeps its latest
+/// entry's. The index is trimmed with the stream: once it holds 1024 ids more than the
+/// stream keeps, the ids older than the stream's first entry go (amortized O(log n) per
+/// publish, and bounded).
+/// KEYS: stream, epoch, index. ARGV: new epoch, MAXLEN, then the entry's fields and values,
+/// the first pair being `i` and the event id.
 const XADD_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then \
-     redis.call('SET', KEYS[2], ARGV[1]) end \
-     return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))";
+     redis.call('SET', KEYS[2], ARGV[1]) redis.call('DEL', KEYS[3]) end \
+     local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3)) \
+     redis.call('ZADD', KEYS[3], string.match(sid, '^%d+'), ARGV[4]) \
+     if redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[2]) + 1024 then \
+       local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1] \
+       redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.match(first[1], '^%d+')) \
+     end \
+     return sid";
+
+/// Finds an event id in the stream: its millisecond from the index (O(1)), then the entries
+/// of that millisecond (O(log n) in the stream's radix tree, plus the few entries one
+/// millisecond holds), the latest whose `i` is the id. Returns nil when the stream does not
+/// hold it, else `{its stream id, the next ARGV[2] entries after it}`.
+/// KEYS: stream, index. ARGV: event id, page size.
+const FIND_SCRIPT: &str = "local ms = redis.call('ZSCORE', KEYS[2], ARGV[1]) \
+     if not ms then return false end \
+     local found = false \
+     for _, e in ipairs(redis.call('XRANGE', KEYS[1], ms, ms)) do \
+       local f = e[2] \
+       for i = 1, #f, 2 do \
+         if f[i] == 'i' then if f[i + 1] == ARGV[1] then found = e[1] end break end \
+       end \
+     end \
+     if not found then return false end \
+     return {found, redis.call('XRANGE', KEYS[1], '(' .. found, '+', 'COUNT', ARGV[2])}";
+
+/// Entries read from the stream per page of an older resume.
+const PAGE: usize = 512;
 
 /// Updates written per pipelined batch.
 const BATCH: usize = 256;
@@ -198,6 +237,14 @@ pub struct Redis {
     /// The stream's key and its epoch's, made once: every publish and read sends them.
     stream_key: Bytes,
     epoch_key: Bytes,
+    /// The id index's key, `<stream>:ids` (see [`XADD_SCRIPT`]).
+    ids_key: Bytes,
+    /// The SHA1 of [`XADD_SCRIPT`], as Redis gave it when the publisher's connection loaded
+    /// it: publishes send `EVALSHA` and these 40 bytes, not the script.
+    publish_sha: RefCell<Bytes>,
+    /// The connection that reads older events for resumes, one read at a time.
+    query: RefCell<Option<Conn>>,
+    query_turn: glommio::sync::Semaphore,
     /// The order's task (`poll_next`).
     taker: RefCell<Option<Waker>>,
     /// Tasks waiting for room in the outbox (`poll_ready`).
@@ -245,7 +292,7 @@ impl Redis {
     /// Connects to Redis and learns where the stream ends: the node reads what is published
     /// from then on. Fails when Redis cannot be reached within the timeout.
     pub async fn connect(opts: Options, capacity: usize) -> Result<Rc<Redis>, RedisError> {
-        let mut conn = open(&opts).await?;
+        let (mut conn, sha) = open_publisher(&opts).await?;
         let epoch = epoch(&mut conn, &opts).await?;
         // The newest entries, newest first: the history this node serves from the start,
         // and the position its reader continues from.
@@ -265,6 +312,7 @@ impl Redis {
             Bytes::copy_from_slice(opts.stream.as_bytes()),
             epoch_key(&opts),
         );
+        let ids_key = Bytes::from(format!("{}:ids", opts.stream));
         let redis = Rc::new(Redis {
             opts,
             node: format!("{:016x}", fastrand::u64(..)),
@@ -277,6 +325,10 @@ impl Redis {
             epoch: RefCell::new(epoch),
             stream_key,
             epoch_key,
+            ids_key,
+            publish_sha: RefCell::new(sha),
+            query: RefCell::new(None),
+            query_turn: glommio::sync::Semaphore::new(1),
             taker: RefCell::new(None),
             waiting_room: RefCell::new(Vec::new()),
             publisher: RefCell::new(None),
@@ -323,8 +375,9 @@ impl Redis {
             .await;
             let mut c = match conn.take() {
                 Some(c) => c,
-                None => match open(&self.opts).await {
-                    Ok(c) => {
+                None => match open_publisher(&self.opts).await {
+                    Ok((c, sha)) => {
+                        *self.publish_sha.borrow_mut() = sha;
                         if failures > 0 {
                             tracing::info!("Redis publisher connection restored");
                             self.reconnects.set(self.reconnects.get() + 1);
@@ -408,6 +461,10 @@ impl Redis {
                     if self.outstanding.borrow_mut().remove(&key(origin)).is_some() {
                         self.refuse(origin, "Redis refused the publish");
                     }
+                    if e.starts_with("NOSCRIPT") {
+                        // Its script cache was flushed: a new connection loads the script.
+                        return Err(RedisError::Server(e.to_string()));
+                    }
                 }
                 other => return Err(unexpected(&other)),
             }
@@ -418,17 +475,18 @@ impl Redis {
     /// The `XADD` of one update. Fields: `i` id, `t` topic (repeated, canonical first), `d`
     /// data, `e` event type, `r` retry, `p` private, `o` origin (`node/core/token`).
     ///
-    /// Sent as [`XADD_SCRIPT`], which also gives the stream a new epoch when this entry
-    /// creates it.
+    /// Sent as [`XADD_SCRIPT`] (by its SHA1), which also gives the stream a new epoch when
+    /// this entry creates it and indexes the id.
     fn xadd(&self, u: Update, origin: Origin, maxlen: &Bytes, fresh: &Bytes) -> Vec<Bytes> {
         let mut args = Vec::with_capacity(14 + 2 * u.topics.len());
         let s = |b: &'static [u8]| Bytes::from_static(b);
         args.extend([
-            s(b"EVAL"),
-            s(XADD_SCRIPT.as_bytes()),
-            s(b"2"),
+            s(b"EVALSHA"),
+            self.publish_sha.borrow().clone(),
+            s(b"3"),
             self.stream_key.clone(),
             self.epoch_key.clone(),
+            self.ids_key.clone(),
             fresh.clone(),
             maxlen.clone(),
             s(b"i"),
@@ -651,16 +709,7 @@ impl Redis {
     fn take_list(&self, entries: impl Iterator<Item = Frame>) -> Result<usize, RedisError> {
         let mut taken = 0;
         for entry in entries {
-            let (id, fields) = match entry {
-                Frame::Array(pair) => {
-                    let mut pair = pair.into_iter();
-                    match (pair.next(), pair.next()) {
-                        (Some(Frame::BulkString(id)), Some(Frame::Array(fields))) => (id, fields),
-                        _ => return Err(RedisError::Protocol("malformed entry".into())),
-                    }
-                }
-                other => return Err(unexpected(&other)),
-            };
+            let (id, fields) = split_entry(entry)?;
             match self.entry(fields) {
                 Some((update, origin)) => {
                     let seq = self.next_seq.get();
@@ -692,25 +741,115 @@ impl Redis {
 
     /// An entry's update, and whom on this node it acknowledges.
     fn entry(&self, fields: Vec<Frame>) -> Option<(Update, Origin)> {
-        let mut u = Update::default();
-        let mut origin = Origin::NOBODY;
-        let mut fields = fields.into_iter();
-        while let (Some(Frame::BulkString(f)), Some(Frame::BulkString(v))) =
-            (fields.next(), fields.next())
-        {
-            let text = || String::from_utf8(v.to_vec()).ok();
-            match &f[..] {
-                b"i" => u.id = text()?,
-                b"t" => u.topics.push(text()?),
-                b"d" => u.data = text()?,
-                b"e" => u.event_type = Some(text()?),
-                b"r" => u.retry = text()?.parse().ok(),
-                b"p" => u.private = &v[..] == b"1",
-                b"o" => origin = self.own_origin(&v),
-                _ => {}
+        let (u, o) = parse_entry(fields)?;
+        Some((u, o.map_or(Origin::NOBODY, |o| self.own_origin(&o))))
+    }
+
+    /// One page of [`Sequencer::older`]: the entries after the id (or after the previous
+    /// page), up to this node's read position, read on the query connection.
+    async fn read_older(&self, id: &str, next: Option<String>) -> Result<Option<Page>, RedisError> {
+        let _turn = self
+            .query_turn
+            .acquire_permit(1)
+            .await
+            .map_err(|_| RedisError::Closed)?;
+        let taken = self.query.borrow_mut().take();
+        let mut c = match taken {
+            Some(c) => c,
+            None => open(&self.opts).await?,
+        };
+        let page = PAGE.to_string();
+        let timeout = self.opts.timeout;
+        let (start, entries) = match &next {
+            None => {
+                let reply = c
+                    .call(
+                        &[
+                            b"EVAL",
+                            FIND_SCRIPT.as_bytes(),
+                            b"2",
+                            &self.stream_key,
+                            &self.ids_key,
+                            id.as_bytes(),
+                            page.as_bytes(),
+                        ],
+                        timeout,
+                    )
+                    .await?;
+                match reply {
+                    Frame::Null => {
+                        *self.query.borrow_mut() = Some(c);
+                        return Ok(None);
+                    }
+                    Frame::Array(parts) => {
+                        let mut parts = parts.into_iter();
+                        match (parts.next(), parts.next()) {
+                            (Some(Frame::BulkString(found)), Some(Frame::Array(entries))) => {
+                                (found, entries)
+                            }
+                            other => return Err(unexpected(&other)),
+                        }
+                    }
+                    Frame::Error(e) => return Err(RedisError::Server(e.to_string())),
+                    other => return Err(unexpected(&other)),
+                }
+            }
+            Some(cursor) => {
+                let from = format!("({cursor}");
+                let reply = c
+                    .call(
+                        &[
+                            b"XRANGE",
+                            &self.stream_key,
+                            from.as_bytes(),
+                            b"+",
+                            b"COUNT",
+                            page.as_bytes(),
+                        ],
+                        timeout,
+                    )
+                    .await?;
+                match reply {
+                    Frame::Array(entries) => (Bytes::from(cursor.clone()), entries),
+                    Frame::Error(e) => return Err(RedisError::Server(e.to_string())),
+                    other => return Err(unexpected(&other)),
+                }
+            }
+        };
+        *self.query.borrow_mut() = Some(c);
+        // From here on nothing waits: the reader's position and the seq it has placed are
+        // one moment's, so the page ends exactly where this node's history takes over.
+        let last = stream_id(&self.last_id.borrow());
+        if stream_id(&start) > last {
+            // Not read by this node yet (its reader is behind by more than a resume waits).
+            return Ok(None);
+        }
+        let mut events = Vec::new();
+        let mut end = start;
+        let mut beyond = false;
+        for entry in entries {
+            let (sid, fields) = split_entry(entry)?;
+            if stream_id(&sid) > last {
+                beyond = true;
+                break;
+            }
+            end = sid;
+            if let Some((u, _)) = parse_entry(fields) {
+                events.push(Past {
+                    frame: encode(&u),
+                    id: u.id,
+                    topics: u.topics,
+                    private: u.private,
+                });
             }
         }
-        (!u.id.is_empty() && !u.topics.is_empty()).then_some((u, origin))
+        let next =
+            (!beyond && stream_id(&end) < last).then(|| String::from_utf8_lossy(&end).into_owned());
+        Ok(Some(Page {
+            events,
+            next,
+            upto: self.placed(),
+        }))
     }
 
     /// The publisher waiting on this node for the entry whose origin field is `o`, if any.
@@ -859,6 +998,22 @@ impl Sequencer for Redis {
         })
     }
 
+    fn older(
+        &self,
+        id: String,
+        next: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Option<Page>> + '_>> {
+        Box::pin(async move {
+            match self.read_older(&id, next).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read older events from the Redis stream");
+                    None
+                }
+            }
+        })
+    }
+
     fn stats(&self) -> EngineStats {
         let rtt = self.rtt.borrow();
         EngineStats {
@@ -873,8 +1028,60 @@ impl Sequencer for Redis {
     }
 }
 
+/// An entry's update and its origin field, if it is an update (an id and a topic at least).
+fn parse_entry(fields: Vec<Frame>) -> Option<(Update, Option<Bytes>)> {
+    let mut u = Update::default();
+    let mut origin = None;
+    let mut fields = fields.into_iter();
+    while let (Some(Frame::BulkString(f)), Some(Frame::BulkString(v))) =
+        (fields.next(), fields.next())
+    {
+        let text = || String::from_utf8(v.to_vec()).ok();
+        match &f[..] {
+            b"i" => u.id = text()?,
+            b"t" => u.topics.push(text()?),
+            b"d" => u.data = text()?,
+            b"e" => u.event_type = Some(text()?),
+            b"r" => u.retry = text()?.parse().ok(),
+            b"p" => u.private = &v[..] == b"1",
+            b"o" => origin = Some(v),
+            _ => {}
+        }
+    }
+    (!u.id.is_empty() && !u.topics.is_empty()).then_some((u, origin))
+}
+
+/// A stream entry `[id, [field, value, …]]` in its two parts.
+fn split_entry(entry: Frame) -> Result<(Bytes, Vec<Frame>), RedisError> {
+    match entry {
+        Frame::Array(pair) => {
+            let mut pair = pair.into_iter();
+            match (pair.next(), pair.next()) {
+                (Some(Frame::BulkString(id)), Some(Frame::Array(fields))) => Ok((id, fields)),
+                _ => Err(RedisError::Protocol("malformed entry".into())),
+            }
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
 fn key(origin: Origin) -> (usize, u64) {
     (origin.core, origin.token)
+}
+
+/// A connection for the publisher: opened, with [`XADD_SCRIPT`] loaded (Redis forgets its
+/// scripts when it restarts, and a connection is opened again then). Returns the script's
+/// SHA1.
+async fn open_publisher(opts: &Options) -> Result<(Conn, Bytes), RedisError> {
+    let mut c = open(opts).await?;
+    let reply = c
+        .call(&[b"SCRIPT", b"LOAD", XADD_SCRIPT.as_bytes()], opts.timeout)
+        .await?;
+    match reply {
+        Frame::BulkString(sha) => Ok((c, sha)),
+        Frame::Error(e) => Err(RedisError::Server(e.to_string())),
+        other => Err(unexpected(&other)),
+    }
 }
 
 async fn open(opts: &Options) -> Result<Conn, RedisError> {

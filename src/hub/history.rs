@@ -106,6 +106,13 @@ impl History {
         self.events.is_empty()
     }
 
+    /// The retained events after the one numbered `seq`.
+    pub fn after_seq(&self, seq: u64) -> impl Iterator<Item = &Rc<Event>> + '_ {
+        let first_seq = self.events.front().map_or(0, |e| e.seq);
+        let skip = (seq + 1).saturating_sub(first_seq) as usize;
+        self.events.iter().skip(skip)
+    }
+
     /// The events to replay for a resume request, and the `Last-Event-ID` the response must
     /// carry (Mercure: the id preceding the first event sent, or `earliest` when there is
     /// none, including an id that is not in history).
@@ -163,6 +170,18 @@ mod tests {
         assert_eq!(all, vec!["e2", "e3", "e4"]);
         assert_eq!(header, "earliest");
         assert_eq!(ids(&h, ResumeFrom::Earliest).0.len(), 3);
+    }
+
+    #[test]
+    fn after_seq_skips_what_came_before() {
+        let mut h = History::new(3, None);
+        for i in 1..=5 {
+            h.push(ev(i, &format!("e{i}")));
+        }
+        let after = |seq| h.after_seq(seq).map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(after(3), vec![4, 5]);
+        assert_eq!(after(1), vec![3, 4, 5]);
+        assert_eq!(after(5), Vec::<u64>::new());
     }
 
     #[test]

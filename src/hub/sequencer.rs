@@ -72,6 +72,33 @@ pub enum Next {
     Reset,
 }
 
+/// An event read back from the order's engine for a resume older than the in-memory
+/// history: what a subscriber's core needs to match and write it. `Send`: it crosses the
+/// mesh from the sequencing core.
+#[derive(Debug)]
+pub struct Past {
+    /// SSE id.
+    pub id: String,
+    /// Topics, for matching.
+    pub topics: Vec<String>,
+    /// Private update.
+    pub private: bool,
+    /// The SSE bytes.
+    pub frame: Bytes,
+}
+
+/// One page of the events that follow an id in the engine's order (see [`Sequencer::older`]).
+#[derive(Debug)]
+pub struct Page {
+    /// Events, oldest first.
+    pub events: Vec<Past>,
+    /// Where the next page starts, when there is more before this node's read position.
+    pub next: Option<String>,
+    /// With the last page: the `seq` this node had placed when it was read. The page ends
+    /// where that event does, so the rest follows in this node's history and live stream.
+    pub upto: u64,
+}
+
 /// The order's inbox is full: the update is handed back (the caller answers 503).
 #[derive(Debug)]
 pub struct Full(pub Update);
@@ -103,6 +130,19 @@ pub trait Sequencer {
     /// memory order holds everything already: 0, at once.
     fn sync(&self) -> Pin<Box<dyn Future<Output = u64> + '_>> {
         Box::pin(std::future::ready(0))
+    }
+
+    /// The events after the id `id` (first page), or after the cursor `next` of the previous
+    /// page, from the engine's own store: a resume from an id older than the in-memory
+    /// history. `None` when the engine does not hold the id (or cannot be asked now): the
+    /// resume then gets `earliest`. The memory order has nothing beyond its history.
+    fn older(
+        &self,
+        id: String,
+        next: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Option<Page>> + '_>> {
+        let _ = (id, next);
+        Box::pin(std::future::ready(None))
     }
 
     /// Its state and figures, for `/readyz` and `/metrics`.

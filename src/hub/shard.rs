@@ -178,6 +178,17 @@ pub fn wants(selectors: &[Selector], rights: Option<&[Selector]>, ev: &Event) ->
     selectors.iter().any(|s| s.matches_any(&ev.topics)) && may_see(rights, ev)
 }
 
+/// [`wants`] for an event given by its topics and privacy (one read back from the engine).
+pub fn wants_topics<S: AsRef<str>>(
+    selectors: &[Selector],
+    rights: Option<&[Selector]>,
+    topics: &[S],
+    private: bool,
+) -> bool {
+    selectors.iter().any(|s| s.matches_any(topics))
+        && (!private || rights.is_some_and(|r| r.iter().any(|s| s.matches_any(topics))))
+}
+
 #[inline]
 fn may_see(rights: Option<&[Selector]>, ev: &Event) -> bool {
     !ev.private || rights.is_some_and(|r| r.iter().any(|s| s.matches_any(&ev.topics)))

@@ -226,6 +226,8 @@ counters! {
         delivered: Counter "ssegate_events_delivered_total" "Events queued to subscribers.";
         /// Events replayed from history.
         replayed: Counter "ssegate_events_replayed_total" "Events replayed from history on resume.";
+        /// Resumes from an id older than the in-memory history, served from the engine.
+        replayed_from_engine: Counter "ssegate_resumes_from_engine_total" "Resumes from an id older than the in-memory history, read from the engine's stream.";
         /// Bytes handed to the kernel for subscribers.
         bytes_written: Counter "ssegate_bytes_written_total" "Bytes written to subscribers.";
         /// Bytes queued for subscribers and not yet taken by the kernel: the shard's sum, given

@@ -29,7 +29,7 @@ use crate::error::HttpError;
 use crate::http::Cors;
 use crate::hub::event::{Event, Update};
 use crate::hub::history::History;
-use crate::hub::sequencer::{Full, Next, Origin, Sequenced, Sequencer};
+use crate::hub::sequencer::{Full, Next, Origin, Page, Sequenced, Sequencer};
 use crate::hub::shard::Shard;
 use crate::hub::subscriptions::SubscriptionInfo;
 use crate::metrics::counters::Stats;
@@ -297,6 +297,32 @@ impl Core {
         self.requests.forget(token);
     }
 
+    /// The next page of events after `id` from the order's engine, for a resume from an id
+    /// older than this core's history (see `Sequencer::older`); asked of the sequencing
+    /// core. `None` when the engine does not hold it. The caller bounds the wait.
+    pub async fn older(&self, id: &str, next: Option<String>) -> Option<Page> {
+        if let Some(order) = &self.order {
+            return order.older(id.to_owned(), next).await;
+        }
+        let (token, rx) = self.requests.ask(Vec::new(), 1);
+        let ask = CoreMsg::Ask {
+            origin: Origin {
+                core: self.index,
+                token,
+            },
+            question: Question::Older {
+                id: id.to_owned(),
+                next,
+            },
+        };
+        let _forget = Forget(&self.requests, token);
+        self.mesh.send_to(SEQUENCER, ask).await.ok()?;
+        match rx.await.ok()?.pop() {
+            Some(Reply::Older(page)) => page,
+            _ => None,
+        }
+    }
+
     /// The order's engine, on the sequencing core (`None` elsewhere).
     pub fn engine(&self) -> Option<crate::metrics::EngineStats> {
         self.order.as_ref().map(|o| o.stats())
@@ -335,6 +361,8 @@ impl Core {
                 )))
             }
             Question::Locate(id) => Reply::Located(self.history.borrow().seq_of(id)),
+            // Only the sequencing core has an engine to read (`run_receiver`).
+            Question::Older { .. } => Reply::Older(None),
         }
     }
 
@@ -575,6 +603,22 @@ impl Duties {
                     })
                     .detach();
                 }
+                CoreMsg::Ask {
+                    origin,
+                    question: Question::Older { id, next },
+                } if self.0.order.is_some() => {
+                    // A read from the engine: its own task, as above.
+                    let core = self.0.clone();
+                    glommio::spawn_local(async move {
+                        let page = core.older(&id, next).await;
+                        let reply = CoreMsg::Reply {
+                            token: origin.token,
+                            reply: Reply::Older(page),
+                        };
+                        let _ = core.mesh.send_to(origin.core, reply).await;
+                    })
+                    .detach();
+                }
                 CoreMsg::Ask { origin, question } => {
                     let reply = CoreMsg::Reply {
                         token: origin.token,
@@ -685,5 +729,14 @@ impl Duties {
     pub async fn until_no_subscriber(&self) {
         self.0.life.until(|| self.0.shard.borrow().is_empty()).await;
         self.0.life.advance(Phase::Stopped);
+    }
+}
+
+/// Forgets a question when its asker stops waiting for the answer (a timeout drops it).
+struct Forget<'a, T>(&'a Requests<T>, u64);
+
+impl<T> Drop for Forget<'_, T> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
     }
 }

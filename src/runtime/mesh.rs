@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 
 use crate::hub::event::Update;
-use crate::hub::sequencer::Origin;
+use crate::hub::sequencer::{Origin, Page};
 use crate::hub::subscriptions::SubscriptionInfo;
 use crate::hub::FastMap;
 use crate::metrics::counters::Snapshot;
@@ -78,6 +78,14 @@ pub enum Question {
     /// Where this event id is in the order (the sequencing core answers: a resume on a core
     /// that has not received the event yet).
     Locate(String),
+    /// The next page of events after an id that is older than the in-memory history, from
+    /// the order's engine (the sequencing core answers; see `Sequencer::older`).
+    Older {
+        /// The id the client resumes after.
+        id: String,
+        /// Where the previous page ended (`None`: the first page).
+        next: Option<String>,
+    },
 }
 
 /// An answer to a [`Question`], or the acknowledgement that a publish is sequenced.
@@ -89,6 +97,8 @@ pub enum Reply {
     Stats(Box<Snapshot>),
     /// The id's seq in the sequencing core's history, if it is there.
     Located(Option<u64>),
+    /// A page of older events, or `None` when the engine does not hold the id.
+    Older(Option<Page>),
     /// The publish is in the order and applied on its core.
     Sequenced,
     /// The order could not place the publish (its engine refused it or did not answer).
