@@ -143,6 +143,8 @@ TARGETS = {
                                     redis=True, nodes=2),
     "ssegate-1-base": ServerKind("ssegate baseline (1 core)", "ssegate", 1,
                                  binary_env="SSEGATE_BASELINE"),
+    "ssegate-1-redis-base": ServerKind("ssegate baseline + Redis (1 core)", "ssegate", 1,
+                                       binary_env="SSEGATE_BASELINE", redis=True),
 }
 DEFAULT_TARGETS = ["ssegate-1", "go-1", "axum-1", "nchan-1", "ssegate-2", "nchan-2"]
 
