@@ -355,11 +355,19 @@ config_keys! {
         /// Event engine: memory (one process) or redis (a stream shared by many nodes).
         #[arg(long, value_enum)]
     }
-    /// Redis server of the `redis` engine: `redis://[user:password@]host:port[/db]`.
+    /// Redis server of the `redis` engine: `redis://[user:password@]host:port[/db]`, or
+    /// `rediss://…` for TLS (see `redis_tls_ca`).
     redis_url: String = "redis://127.0.0.1:6379".to_string(),
     flag {
         /// Redis URL of the redis engine, e.g. "redis://127.0.0.1:6379".
         #[arg(long, env = "SSEGATE_REDIS_URL", hide_env_values = true)]
+    }
+    /// With `rediss://`: a PEM file of the CA certificates that Redis's certificate must chain
+    /// to (default: the system's roots).
+    redis_tls_ca: Option<PathBuf> = None,
+    flag {
+        /// CA certificates (PEM) for rediss://; default: the system's.
+        #[arg(long)]
     }
     /// Key of the Redis stream that holds the order.
     redis_stream: String = "ssegate:events".to_string(),
@@ -581,8 +589,14 @@ impl Config {
             }
         }
         if self.engine == Engine::Redis {
-            crate::engine::redis::Url::parse(&self.redis_url)
+            let url = crate::engine::redis::Url::parse(&self.redis_url)
                 .map_err(|e| invalid("redis_url", e.to_string()))?;
+            if self.redis_tls_ca.is_some() && !url.tls {
+                return Err(invalid(
+                    "redis_tls_ca",
+                    "is for TLS to Redis: the redis_url must start with rediss://",
+                ));
+            }
             if self.redis_stream.is_empty() {
                 return Err(invalid("redis_stream", "must not be empty"));
             }

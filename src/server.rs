@@ -66,6 +66,9 @@ pub enum StartError {
     /// `redis_url` names no reachable address.
     #[error("invalid `redis_url`: {0}")]
     RedisUrl(#[source] engine::redis::UrlError),
+    /// The TLS configuration for `rediss://` cannot be built.
+    #[error("TLS to Redis: {0}")]
+    RedisTls(#[source] crate::net::tls::TlsError),
     /// Redis could not be reached at start: a node that cannot see the order does not say
     /// it is ready (systemd restarts it; `Restart=on-failure`).
     #[error("cannot start the redis engine at {url}: {source}")]
@@ -183,9 +186,19 @@ pub fn start(
         Engine::Redis => {
             let url = engine::redis::Url::parse(&cfg.redis_url).map_err(StartError::RedisUrl)?;
             let addr = url.resolve().map_err(StartError::RedisUrl)?;
+            let tls = match url.tls {
+                false => None,
+                true => Some(engine::redis::TlsClient {
+                    config: crate::net::tls::client(cfg.redis_tls_ca.as_deref())
+                        .map_err(StartError::RedisTls)?,
+                    name: rustls_pki_types::ServerName::try_from(url.host.clone())
+                        .map_err(|_| StartError::RedisUrl(engine::redis::UrlError::Host))?,
+                }),
+            };
             Some(engine::redis::Options {
                 url,
                 addr,
+                tls,
                 stream: cfg.redis_stream.clone(),
                 history: cfg.redis_history_size,
                 timeout: cfg.redis_timeout,

@@ -205,7 +205,7 @@ fn a_node_that_cannot_reach_redis_does_not_start() {
             "--engine",
             "redis",
             "--redis-url",
-            "rediss://x",
+            "http://x",
             "--check-config",
         ])
         .output()
@@ -666,4 +666,64 @@ fn the_id_index_is_trimmed_with_the_stream_and_a_trimmed_id_resumes_as_earliest(
         assert_eq!(kept.expect_event().id.as_ref(), Some(id));
     }
     assert_eq!(kept.next(Duration::from_millis(200)), Got::Timeout);
+}
+
+#[test]
+fn rediss_carries_the_cluster_over_tls_and_refuses_a_certificate_it_does_not_trust() {
+    let Some(redis) = Redis::start_tls() else {
+        return;
+    };
+    let url = format!("rediss://localhost:{}", redis.port);
+    let ca = common::fixture("redis-ca-cert.pem");
+    let tls_node = |workers| {
+        Server::start(&[
+            "--engine",
+            "redis",
+            "--redis-url",
+            &url,
+            "--redis-tls-ca",
+            &ca,
+            "--workers",
+            workers,
+        ])
+    };
+    let a = tls_node("1");
+    let b = tls_node("2");
+    let mut sub = b.subscribe(QUERY, &[]);
+    assert_eq!(sub.status, 200);
+    let first = a.publish(&[
+        ("topic", "https://example.com/books/1"),
+        ("data", "over tls"),
+    ]);
+    let e = sub.expect_event();
+    assert_eq!(
+        (e.id.as_deref(), e.data.as_str()),
+        (Some(first.as_str()), "over tls")
+    );
+    // Resume through the other node, from the stream.
+    let second = b.publish(&[("topic", "https://example.com/books/2"), ("data", "two")]);
+    let mut resumed = a.subscribe(QUERY, &[("Last-Event-ID", &first)]);
+    assert_eq!(resumed.expect_event().id, Some(second));
+
+    // A certificate that does not chain to the configured CA (the HTTPS fixture is its own
+    // CA): the node does not start, and says it is TLS.
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ssegate"))
+            .args(["--listen", "127.0.0.1:0", "--admin-addr", "off"])
+            .args(["--publisher-jwt-key", common::KEY, "--engine", "redis"])
+            .args(["--redis-timeout", "1s"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssegate");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let other_ca = common::fixture("tls-a-cert.pem");
+    let stderr = run(&["--redis-url", &url, "--redis-tls-ca", &other_ca]);
+    assert!(stderr.contains("TLS to Redis"), "{stderr}");
+    // A CA file for a plain URL is a configuration error.
+    let plain = format!("redis://localhost:{}", redis.port);
+    let stderr = run(&["--redis-url", &plain, "--redis-tls-ca", &ca]);
+    assert!(stderr.contains("redis_tls_ca"), "{stderr}");
 }

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_lite::future::{self, poll_fn};
 
-pub use super::resp::RedisError;
 use super::resp::{within, Conn, Frame};
+pub use super::resp::{RedisError, TlsClient};
 use crate::hub::event::{encode, Update};
 use crate::hub::sequencer::{Full, Next, Origin, Page, Past, Sequenced, Sequencer};
 use crate::metrics::counters::{latency_slot, LATENCY_BUCKETS};
@@ -48,8 +48,8 @@ use crate::metrics::EngineStats;
 /// Why a `redis_url` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum UrlError {
-    /// A scheme other than `redis://`.
-    #[error("must start with redis:// (rediss://, TLS to Redis, is not supported yet)")]
+    /// A scheme other than `redis://` or `rediss://`.
+    #[error("must start with redis:// or rediss:// (TLS)")]
     Scheme,
     /// No host.
     #[error("no host")]
@@ -68,9 +68,11 @@ pub enum UrlError {
     Resolve(String),
 }
 
-/// A parsed `redis://[user:password@]host[:port][/db]`.
+/// A parsed `redis[s]://[user:password@]host[:port][/db]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `rediss://`: TLS to Redis.
+    pub tls: bool,
     /// Host name or address (an IPv6 address without its brackets).
     pub host: String,
     /// Port (6379 when absent).
@@ -86,7 +88,14 @@ pub struct Url {
 impl Url {
     /// Parses a `redis_url`. User and password may be percent-encoded.
     pub fn parse(text: &str) -> Result<Url, UrlError> {
-        let rest = text.strip_prefix("redis://").ok_or(UrlError::Scheme)?;
+        let (tls, rest) = match (
+            text.strip_prefix("redis://"),
+            text.strip_prefix("rediss://"),
+        ) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(UrlError::Scheme),
+        };
         if rest.contains('?') || rest.contains('#') {
             return Err(UrlError::Query);
         }
@@ -128,6 +137,7 @@ impl Url {
             n => n.parse().map_err(|_| UrlError::Db)?,
         };
         Ok(Url {
+            tls,
             host: host.to_owned(),
             port,
             user,
@@ -153,6 +163,8 @@ pub struct Options {
     pub url: Url,
     /// Its address, resolved at start.
     pub addr: SocketAddr,
+    /// With `rediss://`: how connections make their TLS handshake.
+    pub tls: Option<TlsClient>,
     /// Stream key.
     pub stream: String,
     /// Entries the stream keeps.
@@ -1090,7 +1102,14 @@ async fn open(opts: &Options) -> Result<Conn, RedisError> {
         .password
         .as_deref()
         .map(|p| (opts.url.user.as_str(), p));
-    Conn::open(opts.addr, auth, opts.url.db, opts.timeout).await
+    Conn::open(
+        opts.addr,
+        opts.tls.as_ref(),
+        auth,
+        opts.url.db,
+        opts.timeout,
+    )
+    .await
 }
 
 /// A stream id's two numbers (`<ms>-<seq>`), for ordering; (0, 0) when unreadable.
@@ -1165,6 +1184,7 @@ mod tests {
         assert_eq!(
             u,
             Url {
+                tls: false,
                 host: "10.0.0.5".into(),
                 port: 6380,
                 user: "app".into(),
@@ -1178,7 +1198,12 @@ mod tests {
             (6379, "", Some("pw"), 0)
         );
         assert!(matches!(Url::parse("http://x"), Err(UrlError::Scheme)));
-        assert!(matches!(Url::parse("rediss://x"), Err(UrlError::Scheme)));
+        let u = Url::parse("rediss://cache.internal:6380").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (true, "cache.internal", 6380)
+        );
+        assert!(matches!(Url::parse("redis:/x"), Err(UrlError::Scheme)));
         assert!(matches!(Url::parse("redis://x/abc"), Err(UrlError::Db)));
         assert!(Url::parse("not a url").is_err());
         assert!(matches!(Url::parse("redis://x:0"), Err(UrlError::Port)));

@@ -1,12 +1,15 @@
-//! One connection to Redis over glommio's own `TcpStream`: commands out, replies in, in
-//! order. Owns: the socket and its two buffers. RESP2 framing is the `redis-protocol`
-//! crate's; nothing here parses RESP by hand.
+//! One connection to Redis over glommio's own `TcpStream`, in the clear or through TLS
+//! (`rediss://`): commands out, replies in, in order. Owns: the socket, its TLS session and
+//! its two buffers. RESP2 framing is the `redis-protocol` crate's, TLS is rustls' (through
+//! `futures-rustls`, which drives a `ClientConnection` over any futures-io stream such as
+//! glommio's); nothing here parses RESP or TLS by hand.
 //!
 //! Pipelining is the caller's: [`Conn::push`] any number of commands, [`Conn::flush`] them in
 //! one write, then [`Conn::read`] one reply per command, in the order they were pushed.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +18,51 @@ use glommio::net::TcpStream;
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::encode::extend_encode;
 pub use redis_protocol::resp2::types::BytesFrame as Frame;
+use rustls_pki_types::ServerName;
+
+/// What a `rediss://` connection is made with: the client configuration (the trusted roots)
+/// and the name the server's certificate must carry.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// Roots and protocol versions, built once at start.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The URL's host, checked against the certificate (and sent as SNI when a name).
+    pub name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The socket, in the clear or inside a TLS session.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.write_all(bytes).await,
+            Transport::Tls(s) => {
+                s.write_all(bytes).await?;
+                // rustls holds the records until flushed.
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf).await,
+            Transport::Tls(s) => s.read(buf).await,
+        }
+    }
+}
 
 /// Why a call to Redis failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +79,10 @@ pub enum RedisError {
     /// The bytes were not RESP2, or not the reply the command has.
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),
+    /// The TLS handshake with a `rediss://` server failed (its certificate is not trusted,
+    /// names another host, or it does not speak TLS).
+    #[error("TLS to Redis: {0}")]
+    Tls(String),
     /// Redis answered with an error (`-ERR …`, `-NOAUTH …`).
     #[error("Redis: {0}")]
     Server(String),
@@ -41,16 +93,18 @@ const MAX_REPLY: usize = 512 << 20;
 
 /// A connection to one Redis server.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     out: BytesMut,
     input: BytesMut,
     scratch: Vec<u8>,
 }
 
 impl Conn {
-    /// Connects to `addr` within `timeout`, then authenticates and selects `db`.
+    /// Connects to `addr` within `timeout` (and makes the TLS handshake when `tls` is
+    /// given), then authenticates and selects `db`.
     pub async fn open(
         addr: SocketAddr,
+        tls: Option<&TlsClient>,
         auth: Option<(&str, &str)>,
         db: u32,
         timeout: Duration,
@@ -61,6 +115,19 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(|e| RedisError::Io(e.into()))?;
+        let stream = match tls {
+            None => Transport::Plain(stream),
+            Some(tls) => {
+                let connector = futures_rustls::TlsConnector::from(tls.config.clone());
+                let handshake = async {
+                    connector
+                        .connect(tls.name.clone(), stream)
+                        .await
+                        .map_err(|e| RedisError::Tls(e.to_string()))
+                };
+                Transport::Tls(Box::new(within(timeout, handshake).await?))
+            }
+        };
         let mut conn = Conn {
             stream,
             out: BytesMut::with_capacity(4096),

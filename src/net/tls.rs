@@ -3,12 +3,15 @@
 //! crypto provider (aws-lc-rs, shared with the JWT verifier) so no process-wide default is
 //! needed.
 //!
-//! Owns: the rustls server configuration. May call: nothing of the crate.
+//! Also the client configuration of `rediss://` connections to Redis: the roots from
+//! `redis_tls_ca`, or the system's.
+//!
+//! Owns: the rustls server and client configurations. May call: nothing of the crate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -45,6 +48,9 @@ pub enum TlsError {
     /// The key is not the certificate's, or rustls cannot use one of them.
     #[error("certificate and key do not match or are unusable: {0}")]
     Unusable(#[source] rustls::Error),
+    /// No trusted root: `redis_tls_ca` holds no usable certificate, or the system has none.
+    #[error("no trusted CA certificate for TLS to Redis ({0})")]
+    NoRoots(String),
     /// The session-ticket encrypter could not be made.
     #[error("{0}")]
     Ticketer(#[source] rustls::Error),
@@ -80,5 +86,43 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Stateless resumption: returning clients skip the full handshake.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsError::Ticketer)?;
+    Ok(Arc::new(config))
+}
+
+/// The client configuration for TLS to Redis: certificates must chain to a root in the PEM
+/// file `ca` (`redis_tls_ca`), or, without one, to the system's roots.
+pub fn client(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let bad = |source| TlsError::Certificate {
+                path: path.to_owned(),
+                source,
+            };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(bad)?
+                .collect::<Result<_, _>>()
+                .map_err(bad)?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(TlsError::NoRoots(path.display().to_string()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(TlsError::NoRoots(
+                    "the system has none; set redis_tls_ca".to_owned(),
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Protocols)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }

@@ -521,8 +521,35 @@ impl Redis {
 
     /// Like [`Redis::start`], on a given port (Redis coming back where it was).
     pub fn start_on(port: u16) -> Option<Redis> {
+        Redis::spawn(port, &["--port".into(), port.to_string()])
+    }
+
+    /// Like [`Redis::start`], speaking only TLS, with `tests/fixtures/redis-cert.pem` (for
+    /// `localhost` and 127.0.0.1, signed by `redis-ca-cert.pem`; made with `openssl req
+    /// -x509` for the CA, then `openssl x509 -req` with `CA:FALSE` and those names).
+    pub fn start_tls() -> Option<Redis> {
+        let port = free_port();
+        let args = [
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            fixture("redis-cert.pem"),
+            "--tls-key-file".into(),
+            fixture("redis-key.pem"),
+            "--tls-ca-cert-file".into(),
+            fixture("redis-ca-cert.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        Redis::spawn(port, &args)
+    }
+
+    fn spawn(port: u16, listen: &[String]) -> Option<Redis> {
         let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
