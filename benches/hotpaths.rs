@@ -28,6 +28,7 @@ fn typical_update() -> Update {
         event_type: None,
         retry: None,
         private: false,
+        generated_id: false,
     }
 }
 

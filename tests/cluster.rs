@@ -608,6 +608,11 @@ fn resume_from_an_id_older_than_memory_reads_the_rest_from_the_stream() {
     for id in tail.chain([&last]) {
         assert_eq!(unknown.expect_event().id.as_ref(), Some(id));
     }
+    // Only the publishers' own ids are indexed: a hub-made id names its stream entry.
+    assert_eq!(
+        redis.command(&["ZCARD", "ssegate:events:ids"]),
+        format!(":{}", custom.len())
+    );
     let m = admin_get(&b, "/metrics").body;
     assert_eq!(
         metric_sum(&m, "ssegate_resumes_from_engine_total", ""),
@@ -631,12 +636,14 @@ fn the_id_index_is_trimmed_with_the_stream_and_a_trimmed_id_resumes_as_earliest(
         "--redis-history-size",
         "100",
     ]);
+    // Publishers' own ids: those are the ones the index holds.
     let mut p = a.publisher();
     let ids: Vec<String> = (0..1500)
         .map(|i| {
             let r = p.post(&[
                 ("topic", &format!("https://example.com/books/{i}")),
                 ("data", &format!("event {i}")),
+                ("id", &format!("mine-{i}")),
             ]);
             assert_eq!(r.status, 200, "publish {i}: {}", r.body);
             r.body

@@ -47,14 +47,12 @@ pub(super) async fn handle(
                 "token does not allow publishing to these topics",
             ));
         }
-        let id = update.id.clone();
-        core.publish(update).await?;
-        Ok(id)
+        core.publish(update).await
     }
     .await;
     buf.drain(..len);
     let answer = outcome.map(|id| {
-        Response::ok("text/plain; charset=utf-8", id)
+        Response::ok("text/plain; charset=utf-8", String::from(id))
             .header("X-Ssegate-Worker", itoa::Buffer::new().format(core.index))
     });
     Outcome::Answer(answer, true)

@@ -180,36 +180,44 @@ pub struct Options {
 /// every entry of a stream is read under that stream's epoch, and a reader that finds the
 /// epoch changed knows its position belongs to a stream that is gone.
 ///
-/// It also keeps the id index `<stream>:ids`, a sorted set of event id → the millisecond
-/// part of its entry's stream id (exact in a double up to 2^53), so that a resume finds an
-/// id without scanning the stream (see [`FIND_SCRIPT`]). A reused id keeps its latest
-/// entry's. The index is trimmed with the stream: once it holds 1024 ids more than the
-/// stream keeps, the ids older than the stream's first entry go (amortized O(log n) per
-/// publish, and bounded).
-/// KEYS: stream, epoch, index. ARGV: new epoch, MAXLEN, then the entry's fields and values,
-/// the first pair being `i` and the event id.
+/// Ids are found without scanning the stream. A hub-made id is derived from its entry's
+/// stream id when the entry is read ([`derived_id`]): the entry carries no `i` field, and a
+/// resume decodes the stream id back from the id, one `XRANGE` (O(log n) in the stream's
+/// radix tree). A publisher's own id goes into the id index `<stream>:ids`, a sorted set of
+/// id → the millisecond part of its entry's stream id (exact in a double up to 2^53): one
+/// `ZSCORE`, then the few entries of that millisecond. A reused id keeps its latest entry's.
+/// The index is trimmed with the stream: once it holds 1024 ids more than the stream keeps,
+/// the ids older than the stream's first entry go (amortized O(log n), and bounded).
+/// KEYS: stream, epoch, index. ARGV: new epoch, MAXLEN, the id to index (empty for a
+/// hub-made one), then the entry's fields and values.
 const XADD_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then \
      redis.call('SET', KEYS[2], ARGV[1]) redis.call('DEL', KEYS[3]) end \
-     local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3)) \
-     redis.call('ZADD', KEYS[3], string.match(sid, '^%d+'), ARGV[4]) \
-     if redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[2]) + 1024 then \
-       local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1] \
-       redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.match(first[1], '^%d+')) \
+     local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4)) \
+     if ARGV[3] ~= '' then \
+       redis.call('ZADD', KEYS[3], string.match(sid, '^%d+'), ARGV[3]) \
+       if redis.call('ZCARD', KEYS[3]) > tonumber(ARGV[2]) + 1024 then \
+         local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1] \
+         redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.match(first[1], '^%d+')) \
+       end \
      end \
      return sid";
 
-/// Finds an event id in the stream: its millisecond from the index (O(1)), then the entries
-/// of that millisecond (O(log n) in the stream's radix tree, plus the few entries one
-/// millisecond holds), the latest whose `i` is the id. Returns nil when the stream does not
-/// hold it, else `{its stream id, the next ARGV[2] entries after it}`.
-/// KEYS: stream, index. ARGV: event id, page size.
-const FIND_SCRIPT: &str = "local ms = redis.call('ZSCORE', KEYS[2], ARGV[1]) \
-     if not ms then return false end \
-     local found = false \
-     for _, e in ipairs(redis.call('XRANGE', KEYS[1], ms, ms)) do \
-       local f = e[2] \
-       for i = 1, #f, 2 do \
-         if f[i] == 'i' then if f[i + 1] == ARGV[1] then found = e[1] end break end \
+/// Finds an event id in the stream: by the stream id `ARGV[3]` when the id is a hub-made one
+/// (is that entry still there?), else through the index: its millisecond (O(1)), then the
+/// entries of that millisecond, the latest whose `i` is the id. Returns nil when the stream
+/// does not hold it, else `{its stream id, the next ARGV[2] entries after it}`.
+/// KEYS: stream, index. ARGV: event id, page size, stream id or empty.
+const FIND_SCRIPT: &str = "local found = false \
+     if ARGV[3] ~= '' then \
+       if #redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) == 1 then found = ARGV[3] end \
+     else \
+       local ms = redis.call('ZSCORE', KEYS[2], ARGV[1]) \
+       if not ms then return false end \
+       for _, e in ipairs(redis.call('XRANGE', KEYS[1], ms, ms)) do \
+         local f = e[2] \
+         for i = 1, #f, 2 do \
+           if f[i] == 'i' then if f[i + 1] == ARGV[1] then found = e[1] end break end \
+         end \
        end \
      end \
      if not found then return false end \
@@ -488,7 +496,8 @@ impl Redis {
     /// data, `e` event type, `r` retry, `p` private, `o` origin (`node/core/token`).
     ///
     /// Sent as [`XADD_SCRIPT`] (by its SHA1), which also gives the stream a new epoch when
-    /// this entry creates it and indexes the id.
+    /// this entry creates it and indexes a publisher's own id. A hub-made id is not sent: the
+    /// reader derives it from the stream id.
     fn xadd(&self, u: Update, origin: Origin, maxlen: &Bytes, fresh: &Bytes) -> Vec<Bytes> {
         let mut args = Vec::with_capacity(14 + 2 * u.topics.len());
         let s = |b: &'static [u8]| Bytes::from_static(b);
@@ -501,9 +510,13 @@ impl Redis {
             self.ids_key.clone(),
             fresh.clone(),
             maxlen.clone(),
-            s(b"i"),
-            Bytes::from(u.id),
         ]);
+        if u.generated_id {
+            args.push(Bytes::new());
+        } else {
+            let id = Bytes::from(u.id);
+            args.extend([id.clone(), s(b"i"), id]);
+        }
         for topic in u.topics {
             args.extend([s(b"t"), Bytes::from(topic)]);
         }
@@ -722,7 +735,7 @@ impl Redis {
         let mut taken = 0;
         for entry in entries {
             let (id, fields) = split_entry(entry)?;
-            match self.entry(fields) {
+            match self.entry(&id, fields) {
                 Some((update, origin)) => {
                     let seq = self.next_seq.get();
                     self.next_seq.set(seq + 1);
@@ -752,8 +765,8 @@ impl Redis {
     }
 
     /// An entry's update, and whom on this node it acknowledges.
-    fn entry(&self, fields: Vec<Frame>) -> Option<(Update, Origin)> {
-        let (u, o) = parse_entry(fields)?;
+    fn entry(&self, sid: &[u8], fields: Vec<Frame>) -> Option<(Update, Origin)> {
+        let (u, o) = parse_entry(sid, epoch_tag(&self.epoch.borrow()), fields)?;
         Some((u, o.map_or(Origin::NOBODY, |o| self.own_origin(&o))))
     }
 
@@ -772,6 +785,9 @@ impl Redis {
         };
         let page = PAGE.to_string();
         let timeout = self.opts.timeout;
+        // A hub-made id of this stream names its entry; any other goes through the index.
+        let tag = epoch_tag(&self.epoch.borrow());
+        let sid = decode_id(id, tag).map_or(String::new(), |(ms, seq)| format!("{ms}-{seq}"));
         let (start, entries) = match &next {
             None => {
                 let reply = c
@@ -784,6 +800,7 @@ impl Redis {
                             &self.ids_key,
                             id.as_bytes(),
                             page.as_bytes(),
+                            sid.as_bytes(),
                         ],
                         timeout,
                     )
@@ -845,8 +862,7 @@ impl Redis {
                 beyond = true;
                 break;
             }
-            end = sid;
-            if let Some((u, _)) = parse_entry(fields) {
+            if let Some((u, _)) = parse_entry(&sid, tag, fields) {
                 events.push(Past {
                     frame: encode(&u),
                     id: u.id,
@@ -854,6 +870,7 @@ impl Redis {
                     private: u.private,
                 });
             }
+            end = sid;
         }
         let next =
             (!beyond && stream_id(&end) < last).then(|| String::from_utf8_lossy(&end).into_owned());
@@ -1040,8 +1057,9 @@ impl Sequencer for Redis {
     }
 }
 
-/// An entry's update and its origin field, if it is an update (an id and a topic at least).
-fn parse_entry(fields: Vec<Frame>) -> Option<(Update, Option<Bytes>)> {
+/// An entry's update and its origin field, if it is an update (a topic at least). Without
+/// an `i` field its id is hub-made: derived from the stream id `sid` and the epoch's `tag`.
+fn parse_entry(sid: &[u8], tag: u64, fields: Vec<Frame>) -> Option<(Update, Option<Bytes>)> {
     let mut u = Update::default();
     let mut origin = None;
     let mut fields = fields.into_iter();
@@ -1060,7 +1078,66 @@ fn parse_entry(fields: Vec<Frame>) -> Option<(Update, Option<Bytes>)> {
             _ => {}
         }
     }
-    (!u.id.is_empty() && !u.topics.is_empty()).then_some((u, origin))
+    if u.topics.is_empty() {
+        return None;
+    }
+    if u.id.is_empty() {
+        let (ms, seq) = stream_id(sid);
+        u.id = derived_id(ms, seq, tag)?;
+        u.generated_id = true;
+    }
+    Some((u, origin))
+}
+
+/// Bits of the epoch in a derived id.
+const TAG_BITS: u32 = 42;
+
+/// The epoch's part of derived ids: its low 42 bits (an epoch is 16 hex digits; anything
+/// else is hashed).
+fn epoch_tag(epoch: &[u8]) -> u64 {
+    let value = std::str::from_utf8(epoch)
+        .ok()
+        .and_then(|e| u64::from_str_radix(e, 16).ok())
+        .unwrap_or_else(|| {
+            epoch.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            })
+        });
+    value & ((1 << TAG_BITS) - 1)
+}
+
+/// The hub-made id of the entry `ms-seq` of the stream whose epoch has `tag`: a
+/// `urn:uuid:` of a version 8 (custom) UUID, RFC 9562, laid out as 48 bits of `ms`, the
+/// version, 12 high bits of `seq`, the variant, 20 low bits of `seq` and 42 bits of the
+/// tag. Unique per stream and time-ordered like a version 7 UUID; an id of another stream
+/// (another epoch) does not decode here. `None` for a `seq` past 32 bits (never one that
+/// `XADD … *` gives).
+fn derived_id(ms: u64, seq: u64, tag: u64) -> Option<String> {
+    if ms >= 1 << 48 || seq >= 1 << 32 {
+        return None;
+    }
+    let hi = (ms << 16) | (0x8 << 12) | (seq >> 20);
+    let lo = (0b10 << 62) | ((seq & 0xf_ffff) << TAG_BITS) | tag;
+    let uuid = uuid::Uuid::from_u64_pair(hi, lo);
+    let mut out = String::with_capacity(45);
+    out.push_str("urn:uuid:");
+    out.push_str(
+        uuid.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
+    Some(out)
+}
+
+/// The stream id `(ms, seq)` a [`derived_id`] of the stream with epoch `tag` names.
+fn decode_id(id: &str, tag: u64) -> Option<(u64, u64)> {
+    let uuid = uuid::Uuid::try_parse(id.strip_prefix("urn:uuid:")?).ok()?;
+    let (hi, lo) = uuid.as_u64_pair();
+    let ours = (hi >> 12) & 0xf == 0x8 && lo >> 62 == 0b10;
+    if !ours || lo & ((1 << TAG_BITS) - 1) != tag {
+        return None;
+    }
+    let seq = ((hi & 0xfff) << 20) | ((lo >> TAG_BITS) & 0xf_ffff);
+    Some((hi >> 16, seq))
 }
 
 /// A stream entry `[id, [field, value, …]]` in its two parts.
@@ -1179,6 +1256,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn derived_ids_are_uuids_that_decode_only_under_their_epoch() {
+        let tag = epoch_tag(b"9f86d081884c7d65");
+        let other = epoch_tag(b"0000000000000001");
+        for (ms, seq) in [
+            (1_764_772_800_123, 0),
+            (1, (1 << 32) - 1),
+            ((1 << 48) - 1, 77),
+        ] {
+            let id = derived_id(ms, seq, tag).unwrap();
+            let uuid = uuid::Uuid::try_parse(&id["urn:uuid:".len()..]).unwrap();
+            assert_eq!(uuid.get_version_num(), 8, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(decode_id(&id, tag), Some((ms, seq)), "{id}");
+            assert_eq!(decode_id(&id, other), None, "{id}");
+        }
+        assert_eq!(derived_id(1, 1 << 32, tag), None);
+        assert_eq!(
+            decode_id("urn:uuid:0191e5a0-4b2c-4c7e-9f00-000000000000", tag),
+            None
+        );
+        assert_eq!(decode_id("custom-1", tag), None);
+        // Time-ordered, like the stream.
+        assert!(derived_id(5, 9, tag) < derived_id(6, 0, tag));
+    }
+
+    #[test]
     fn urls_parse_with_user_password_and_db() {
         let u = Url::parse("redis://app:s%40cret@10.0.0.5:6380/2").unwrap();
         assert_eq!(
@@ -1211,6 +1314,7 @@ mod tests {
         assert!(matches!(Url::parse("redis://x?db=1"), Err(UrlError::Query)));
         assert!(matches!(Url::parse("redis://:pw@"), Err(UrlError::Host)));
         let u = Url::parse("redis://[::1]:7000/3").unwrap();
+        assert!(!u.tls);
         assert_eq!((u.host.as_str(), u.port, u.db), ("::1", 7000, 3));
         let u = Url::parse("redis://secret@h").unwrap();
         assert_eq!(

@@ -26,6 +26,9 @@ pub struct Update {
     pub retry: Option<u64>,
     /// Only for subscribers authorized for one of the topics.
     pub private: bool,
+    /// `id` was made by the hub (the publisher gave none): an engine may replace it with one
+    /// it can find without an index (the Redis engine derives it from the stream id).
+    pub generated_id: bool,
 }
 
 /// A sequenced event as each core holds it in history and hands it to subscribers.
@@ -124,6 +127,7 @@ mod tests {
             event_type: None,
             retry: None,
             private: false,
+            generated_id: false,
         }
     }
 

@@ -46,6 +46,7 @@ pub fn parse_update(body: &[u8], max_topics: usize) -> Result<Update, HttpError>
             ));
         }
     }
+    u.generated_id = custom_id.is_none();
     u.id = match custom_id {
         Some(id) if id.is_empty() => {
             return Err(HttpError::BadParam("\"id\" must not be empty".into()))

@@ -256,6 +256,7 @@ mod tests {
             event_type: None,
             retry: None,
             private: false,
+            generated_id: false,
         }
     }
 

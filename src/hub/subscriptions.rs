@@ -115,6 +115,7 @@ pub fn event(topic: &str, info: &SubscriberInfo, active: bool) -> Update {
         event_type: None,
         retry: None,
         private: true,
+        generated_id: true,
     }
 }
 

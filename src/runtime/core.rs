@@ -193,8 +193,9 @@ impl Core {
     }
 
     /// Hands an update to the order and waits until it is sequenced and visible on this
-    /// core. Never waits on a full queue: a full inbox is a 503.
-    pub async fn publish(&self, update: Update) -> Result<(), HttpError> {
+    /// core; returns its id (the order's engine may give a hub-made id its own, see
+    /// [`Update::generated_id`]). Never waits on a full queue: a full inbox is a 503.
+    pub async fn publish(&self, update: Update) -> Result<Box<str>, HttpError> {
         let Some(_inflight) = self.life.begin_publish() else {
             return Err(HttpError::Unavailable("shutting down"));
         };
@@ -210,10 +211,11 @@ impl Core {
                 };
                 match order.sequence_now(update, origin) {
                     Ok(s) => {
+                        let id = s.update.id.as_str().into();
                         let peers = self.distribute(s);
                         debug_assert!(peers.is_empty());
                         Stats::add(&self.stats.published, 1);
-                        return Ok(());
+                        return Ok(id);
                     }
                     Err(back) => update = back,
                 }
@@ -225,12 +227,13 @@ impl Core {
             return Err(HttpError::Unavailable("publish queue full"));
         }
         match rx.await {
-            Ok(replies) => match replies.first() {
-                Some(Reply::Refused(why)) => Err(HttpError::Unavailable(why)),
-                _ => {
+            Ok(mut replies) => match replies.pop() {
+                Some(Reply::Sequenced(id)) => {
                     Stats::add(&self.stats.published, 1);
-                    Ok(())
+                    Ok(id)
                 }
+                Some(Reply::Refused(why)) => Err(HttpError::Unavailable(why)),
+                _ => Err(HttpError::Unavailable("shutting down")),
             },
             Err(_) => Err(HttpError::Unavailable("shutting down")),
         }
@@ -467,7 +470,8 @@ impl Core {
             );
         }
         if origin.core == self.index {
-            self.requests.answer(origin.token, Reply::Sequenced);
+            self.requests
+                .answer(origin.token, Reply::Sequenced(ev.id.clone()));
         }
     }
 

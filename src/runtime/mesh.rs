@@ -99,8 +99,8 @@ pub enum Reply {
     Located(Option<u64>),
     /// A page of older events, or `None` when the engine does not hold the id.
     Older(Option<Page>),
-    /// The publish is in the order and applied on its core.
-    Sequenced,
+    /// The publish is in the order and applied on its core, under this id.
+    Sequenced(Box<str>),
     /// The order could not place the publish (its engine refused it or did not answer).
     Refused(&'static str),
 }
