@@ -9,14 +9,22 @@ use std::time::{Duration, Instant};
 use common::{admin_get, metric_sum, Got, Proxy, Redis, Server};
 
 fn node(redis: &Redis, workers: &str) -> Server {
-    Server::start(&[
+    node_with(redis, workers, &[])
+}
+
+/// A node with more flags.
+fn node_with(redis: &Redis, workers: &str, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec![
         "--engine",
         "redis",
         "--redis-url",
-        &redis.url(),
+        &url,
         "--workers",
         workers,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 const QUERY: &str = "topic=https://example.com/books/%7Bid%7D";
@@ -506,18 +514,7 @@ fn a_node_cut_off_from_redis_gets_what_the_others_published_meanwhile() {
 fn resume_from_an_id_older_than_memory_reads_the_rest_from_the_stream() {
     let Some(redis) = Redis::start() else { return };
     // Memory keeps five events; the stream keeps them all.
-    let small = |workers| {
-        Server::start(&[
-            "--engine",
-            "redis",
-            "--redis-url",
-            &redis.url(),
-            "--workers",
-            workers,
-            "--history-size",
-            "5",
-        ])
-    };
+    let small = |workers| node_with(&redis, workers, &["--history-size", "5"]);
     let a = small("1");
     let b = small("2");
     // More than two pages of the stream; every third a custom id, books and authors mixed.
@@ -624,18 +621,11 @@ fn resume_from_an_id_older_than_memory_reads_the_rest_from_the_stream() {
 #[test]
 fn the_id_index_is_trimmed_with_the_stream_and_a_trimmed_id_resumes_as_earliest() {
     let Some(redis) = Redis::start() else { return };
-    let a = Server::start(&[
-        "--engine",
-        "redis",
-        "--redis-url",
-        &redis.url(),
-        "--workers",
+    let a = node_with(
+        &redis,
         "1",
-        "--history-size",
-        "5",
-        "--redis-history-size",
-        "100",
-    ]);
+        &["--history-size", "5", "--redis-history-size", "100"],
+    );
     // Publishers' own ids: those are the ones the index holds.
     let mut p = a.publisher();
     let ids: Vec<String> = (0..1500)
