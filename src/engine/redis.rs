@@ -254,6 +254,8 @@ pub struct Redis {
     last_id: RefCell<Bytes>,
     /// The stream's epoch (see [`epoch`]) when the reader last read it.
     epoch: RefCell<Bytes>,
+    /// [`epoch_tag`] of `epoch`, kept with it: every entry read derives ids from it.
+    tag: Cell<u64>,
     /// The stream's key and its epoch's, made once: every publish and read sends them.
     stream_key: Bytes,
     epoch_key: Bytes,
@@ -342,6 +344,7 @@ impl Redis {
             ready: RefCell::new(VecDeque::new()),
             next_seq: Cell::new(1),
             last_id: RefCell::new(Bytes::from_static(b"0-0")),
+            tag: Cell::new(epoch_tag(&epoch)),
             epoch: RefCell::new(epoch),
             stream_key,
             epoch_key,
@@ -610,6 +613,7 @@ impl Redis {
                              cleared and the new stream is read from its start"
                         );
                     }
+                    self.tag.set(epoch_tag(&e));
                     *self.epoch.borrow_mut() = e;
                     *self.last_id.borrow_mut() = Bytes::from_static(b"0-0");
                     self.ready.borrow_mut().push_back(Next::Reset);
@@ -766,7 +770,7 @@ impl Redis {
 
     /// An entry's update, and whom on this node it acknowledges.
     fn entry(&self, sid: &[u8], fields: Vec<Frame>) -> Option<(Update, Origin)> {
-        let (u, o) = parse_entry(sid, epoch_tag(&self.epoch.borrow()), fields)?;
+        let (u, o) = parse_entry(sid, self.tag.get(), fields)?;
         Some((u, o.map_or(Origin::NOBODY, |o| self.own_origin(&o))))
     }
 
@@ -786,7 +790,7 @@ impl Redis {
         let page = PAGE.to_string();
         let timeout = self.opts.timeout;
         // A hub-made id of this stream names its entry; any other goes through the index.
-        let tag = epoch_tag(&self.epoch.borrow());
+        let tag = self.tag.get();
         let sid = decode_id(id, tag).map_or(String::new(), |(ms, seq)| format!("{ms}-{seq}"));
         let (start, entries) = match &next {
             None => {

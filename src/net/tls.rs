@@ -58,14 +58,7 @@ pub enum TlsError {
 
 /// Loads the certificate chain and key and builds the server configuration.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let bad_cert = |source| TlsError::Certificate {
-        path: cert.to_owned(),
-        source,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(bad_cert)?
-        .collect::<Result<_, _>>()
-        .map_err(bad_cert)?;
+    let chain = read_certs(cert)?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
             path: cert.to_owned(),
@@ -95,15 +88,7 @@ pub fn client(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     match ca {
         Some(path) => {
-            let bad = |source| TlsError::Certificate {
-                path: path.to_owned(),
-                source,
-            };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(bad)?
-                .collect::<Result<_, _>>()
-                .map_err(bad)?;
-            let (added, _) = roots.add_parsable_certificates(certs);
+            let (added, _) = roots.add_parsable_certificates(read_certs(path)?);
             if added == 0 {
                 return Err(TlsError::NoRoots(path.display().to_string()));
             }
@@ -125,4 +110,16 @@ pub fn client(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Every certificate in the PEM file at `path`, in order.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |source| TlsError::Certificate {
+        path: path.to_owned(),
+        source,
+    };
+    CertificateDer::pem_file_iter(path)
+        .map_err(bad)?
+        .collect::<Result<_, _>>()
+        .map_err(bad)
 }
