@@ -136,6 +136,35 @@ config_keys! {
         /// PEM private key.
         #[arg(long)]
     }
+    /// Offer HTTP/2 (ALPN `h2`, beside `http/1.1`) on the TLS listener: a browser then
+    /// multiplexes every `EventSource` of an origin on one connection.
+    http2: bool = true,
+    flag {
+        /// Offer HTTP/2 over TLS (true/false).
+        #[arg(long)]
+    }
+    /// Accept HTTP/2 with prior knowledge (h2c) on a plaintext listener, beside HTTP/1.1:
+    /// for proxies and load balancers that speak h2c upstream.
+    http2_cleartext: bool = false,
+    flag {
+        /// Accept h2c (HTTP/2 with prior knowledge) on a plaintext listener (true/false).
+        #[arg(long)]
+    }
+    /// Streams one HTTP/2 connection may have open at once (subscriptions and requests);
+    /// one more is refused with `REFUSED_STREAM`.
+    http2_max_concurrent_streams: u32 = 256,
+    flag {
+        /// Open streams per HTTP/2 connection.
+        #[arg(long)]
+    }
+    /// Period of an HTTP/2 connection's PINGs; one whose PING is not answered by the next
+    /// is closed (a peer that vanished without a FIN).
+    #[serde(with = "humantime_serde")]
+    http2_keepalive: Duration = Duration::from_secs(30),
+    flag {
+        /// HTTP/2 PING interval, e.g. "30s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+    }
     /// Number of executors, one pinned per CPU. 0 means one per online CPU.
     workers: usize = 0,
     flag {
@@ -501,6 +530,15 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid("tls_cert", "tls_cert and tls_key go together"));
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err(invalid(
+                "http2_max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        if self.http2_keepalive < Duration::from_millis(100) {
+            return Err(invalid("http2_keepalive", "must be at least 100ms"));
         }
         if self.history_size == 0 {
             return Err(invalid("history_size", "must be at least 1"));

@@ -76,6 +76,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let shutdown_timeout = cfg.shutdown_timeout;
     let tls = load_tls(&cfg)?;
     let tls_paths = cfg.tls_cert.clone().zip(cfg.tls_key.clone());
+    let http2 = cfg.http2;
     let mut running = server::start(cfg, key, tls)?;
     let reloader = running.tls_reloader();
     let stopper = running.stopper();
@@ -109,7 +110,7 @@ fn run() -> anyhow::Result<ExitCode> {
         match events.recv() {
             Ok(Happening::Signal(SIGHUP)) => match &tls_paths {
                 // A bad new certificate is refused with a log line; the old one stays.
-                Some((cert, key)) => match ssegate::net::tls::load(cert, key) {
+                Some((cert, key)) => match ssegate::net::tls::load(cert, key, http2) {
                     Ok(config) => {
                         reloader.reload_tls(config);
                         tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
@@ -176,7 +177,7 @@ fn load_tls(cfg: &Config) -> anyhow::Result<Option<std::sync::Arc<rustls::Server
     match (&cfg.tls_cert, &cfg.tls_key) {
         // As a message: its text already ends with its source's, which `{e:#}` would repeat.
         (Some(cert), Some(key)) => Ok(Some(
-            ssegate::net::tls::load(cert, key).map_err(anyhow::Error::msg)?,
+            ssegate::net::tls::load(cert, key, cfg.http2).map_err(anyhow::Error::msg)?,
         )),
         _ => Ok(None),
     }

@@ -11,6 +11,7 @@
 pub mod admin;
 mod api;
 pub mod flusher;
+mod http2;
 mod publisher;
 pub mod stream;
 mod subscriber;
@@ -242,6 +243,40 @@ async fn requests(
         }
     };
     let mut buf = Vec::new();
+    if stream.is_h2() {
+        return Err(http2::serve(
+            core,
+            stream,
+            buf,
+            conn_id,
+            peer,
+            over_capacity,
+            first_deadline,
+        )
+        .await);
+    }
+    if core.cfg.http2_cleartext && stream.is_plain() {
+        match sniff_preface(&mut stream, &mut buf, first_deadline).await {
+            Ok(true) => {
+                return Err(http2::serve(
+                    core,
+                    stream,
+                    buf,
+                    conn_id,
+                    peer,
+                    over_capacity,
+                    first_deadline,
+                )
+                .await)
+            }
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                Stats::add(&core.stats.header_timeouts, 1);
+                return Err(CloseReason::HeaderTimeout);
+            }
+            Err(_) => return Err(CloseReason::ClientClosed),
+        }
+    }
     let mut first = Some(first_deadline);
     loop {
         let head = read_head(core, &mut stream, &mut buf, first.take()).await;
@@ -290,14 +325,16 @@ async fn requests(
                         written_before: ex.written_before,
                     })
                 });
-                return match subscriber::open(core, stream, &req, &cors, conn_id, access).await {
+                let out = subscriber::Out::H1(stream);
+                return match subscriber::open(core, out, &req, &cors, conn_id, access).await {
                     subscriber::Opened::Live(live) => Ok(live),
-                    subscriber::Opened::Refused(e, mut stream) => {
+                    subscriber::Opened::Refused(e, subscriber::Out::H1(mut stream)) => {
                         // A refused subscription closes its connection: no request to keep.
                         let next =
                             respond(core, &mut stream, &ex, None, Err(e), false, &cors).await;
                         Err(end(stream, next).await)
                     }
+                    subscriber::Opened::Refused(..) => Err(CloseReason::Answered),
                     subscriber::Opened::Ended(reason) => Err(reason),
                 };
             }
@@ -427,6 +464,29 @@ async fn read_head(
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HeadError::TimedOut),
             Err(_) => return Err(HeadError::Closed),
+        }
+    }
+}
+
+/// Reads the first bytes of a plaintext connection into `buf` until they either are the
+/// HTTP/2 preface (`true`: HTTP/2 with prior knowledge) or cannot be (`false`: HTTP/1.1,
+/// whose head parsing goes on from `buf`). By `deadline`, like a request head.
+async fn sniff_preface(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> io::Result<bool> {
+    loop {
+        let n = buf.len().min(http2::PREFACE.len());
+        if buf[..n] != http2::PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == http2::PREFACE.len() {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if with_timeout(left, read_more(stream, buf, http2::PREFACE.len())).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }
 }

@@ -40,22 +40,27 @@ pub(super) async fn handle(
     if read_body(core, stream, buf, len).await.is_err() {
         return Outcome::Gone(0);
     }
-    let outcome = async {
-        let update = parse_update(&buf[..len], core.cfg.max_topics)?;
-        if !claims.may_publish(&update.topics) {
-            return Err(HttpError::Forbidden(
-                "token does not allow publishing to these topics",
-            ));
-        }
-        core.publish(update).await
-    }
-    .await;
+    let answer = accept(core, &claims, &buf[..len]).await;
     buf.drain(..len);
-    let answer = outcome.map(|id| {
-        Response::ok("text/plain; charset=utf-8", String::from(id))
-            .header("X-Ssegate-Worker", itoa::Buffer::new().format(core.index))
-    });
     Outcome::Answer(answer, true)
+}
+
+/// Publishes the update in a body the client's token may publish, once the order has it;
+/// the answer carries its id. Both protocols end here.
+pub(super) async fn accept(
+    core: &Core,
+    claims: &Claims,
+    body: &[u8],
+) -> Result<Response, HttpError> {
+    let update = parse_update(body, core.cfg.max_topics)?;
+    if !claims.may_publish(&update.topics) {
+        return Err(HttpError::Forbidden(
+            "token does not allow publishing to these topics",
+        ));
+    }
+    let id = core.publish(update).await?;
+    Ok(Response::ok("text/plain; charset=utf-8", String::from(id))
+        .header("X-Ssegate-Worker", itoa::Buffer::new().format(core.index)))
 }
 
 /// Verifies the token a request presents (`Authorization` header, else `authorization` in
@@ -96,13 +101,19 @@ fn precheck(core: &Core, req: &Request) -> Result<usize, HttpError> {
     if len > core.cfg.max_body_bytes {
         return Err(HttpError::PayloadTooLarge);
     }
+    check_media(req, len)?;
+    Ok(len)
+}
+
+/// The body must be a form, or empty with no type.
+pub(super) fn check_media(req: &Request, len: usize) -> Result<(), HttpError> {
     let media = req
         .content_type
         .as_deref()
         .map(|ct| ct.split(';').next().unwrap_or("").trim());
     match media {
-        Some(m) if m.eq_ignore_ascii_case(FORM) => Ok(len),
-        None if len == 0 => Ok(len),
+        Some(m) if m.eq_ignore_ascii_case(FORM) => Ok(()),
+        None if len == 0 => Ok(()),
         _ => Err(HttpError::UnsupportedMediaType),
     }
 }

@@ -51,6 +51,11 @@ impl Stream {
         self.written
     }
 
+    /// Whether the connection negotiated HTTP/2 (ALPN `h2`).
+    pub fn is_h2(&self) -> bool {
+        matches!(&self.io, Io::Tls(s) if s.is_h2())
+    }
+
     /// Plain TCP: the flusher may write to its socket directly.
     pub fn is_plain(&self) -> bool {
         matches!(self.io, Io::Plain(_))

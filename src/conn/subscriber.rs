@@ -16,8 +16,9 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
 
+use super::http2::H2Stream;
 use super::Stream;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_lite::future::{self, poll_fn};
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 
@@ -133,6 +134,105 @@ enum End {
     WriteTimeout,
 }
 
+/// Where a subscriber's stream goes: a connection of its own (HTTP/1.1), or one stream of
+/// an HTTP/2 connection (boxed: an idle HTTP/1.1 subscriber pays one word for the choice).
+pub enum Out {
+    /// The connection is the stream.
+    H1(Box<Stream>),
+    /// One stream of an HTTP/2 connection, whose task does the socket's I/O.
+    H2(Box<H2Stream>),
+}
+
+impl Out {
+    /// The socket the shard may write to and shut down: none for an HTTP/2 stream, which
+    /// shares its socket with other streams.
+    fn fd(&self) -> SocketFd {
+        match self {
+            Out::H1(s) => SocketFd::of(&**s),
+            Out::H2(_) => SocketFd::NONE,
+        }
+    }
+
+    /// Whether the client is gone: a subscriber sends nothing after its request, so a
+    /// readable HTTP/1.1 socket means the client closed (0), reset (error), or misbehaves
+    /// (data), all of which end the stream; an HTTP/2 stream is gone when reset.
+    fn poll_gone(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        match self {
+            Out::H1(s) => {
+                let mut scratch = [0u8; 16];
+                Pin::new(&mut **s).poll_read(cx, &mut scratch).is_ready()
+            }
+            Out::H2(s) => s.poll_gone(cx),
+        }
+    }
+
+    /// Whether the flusher may write the socket directly (plain HTTP/1.1).
+    fn direct(&self) -> bool {
+        matches!(self, Out::H1(s) if s.is_plain())
+    }
+
+    /// Bytes written for this subscriber (for HTTP/1.1, the connection's).
+    fn written(&self) -> u64 {
+        match self {
+            Out::H1(s) => s.written(),
+            Out::H2(s) => s.written(),
+        }
+    }
+
+    /// Sends the response head; returns the buffer the first events are appended to (for
+    /// HTTP/1.1 the head itself, so that head and replay go in one write), which begins with
+    /// the opening comment that lets clients see the stream is live.
+    fn begin(&mut self, head: Response) -> io::Result<BytesMut> {
+        let mut b = BytesMut::with_capacity(320);
+        match self {
+            Out::H1(_) => head.write_to(&mut b),
+            Out::H2(s) => s.begin(head)?,
+        }
+        b.put_slice(b":\n");
+        Ok(b)
+    }
+
+    /// Writes `data`, whole.
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        match self {
+            Out::H1(s) => s.write_all(&data).await,
+            Out::H2(s) => s.write(data).await,
+        }
+    }
+
+    /// Makes sure what was written is on its way (TLS records the socket did not take).
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::H1(s) => s.flush().await,
+            Out::H2(_) => Ok(()),
+        }
+    }
+
+    /// Ends the stream cleanly (TLS close_notify, or HTTP/2 `END_STREAM`).
+    async fn close(&mut self) -> io::Result<()> {
+        match self {
+            Out::H1(s) => s.close().await,
+            Out::H2(s) => {
+                s.end();
+                Ok(())
+            }
+        }
+    }
+
+    /// The gateway ends the stream mid-way: the connection is reset when it closes, an
+    /// HTTP/2 stream at once (`RST_STREAM`), so the kernel or the connection stops holding
+    /// what the client did not read.
+    fn abort(&mut self, core: &Core) {
+        match self {
+            Out::H1(s) => sys::abort_on_close(SocketFd::of(&**s)),
+            Out::H2(s) => {
+                s.reset();
+                Stats::add(&core.stats.h2_resets, 1);
+            }
+        }
+    }
+}
+
 /// A subscriber's entry in its core's shard, held beside its stream. The shard holds the
 /// stream's socket ([`SocketFd`]) for the flusher and for drops; dropping the registration
 /// (also when the connection's task is dropped mid-write) takes the entry out, and [`Live`]
@@ -164,7 +264,7 @@ impl Drop for Registration<'_> {
 /// before the stream.
 pub struct Live<'c> {
     registration: Registration<'c>,
-    stream: Box<Stream>,
+    stream: Out,
     /// For the access log line written when the stream ends (boxed, and only when the access
     /// log is on: an idle subscriber without it pays one pointer).
     access: Option<Box<AccessStart>>,
@@ -185,8 +285,8 @@ pub struct AccessStart {
 pub enum Opened<'c> {
     /// Registered, head and replay written: the stream goes live.
     Live(Live<'c>),
-    /// Refused: the caller answers with the error and closes.
-    Refused(HttpError, Box<Stream>),
+    /// Refused: the caller answers with the error (and closes an HTTP/1.1 connection).
+    Refused(HttpError, Out),
     /// Registered, then ended while the head or replay was written.
     Ended(CloseReason),
 }
@@ -196,7 +296,7 @@ pub enum Opened<'c> {
 /// `access` is given when the access log is on: the line is written when the stream ends.
 pub async fn open<'c>(
     core: &'c Core,
-    stream: Box<Stream>,
+    stream: Out,
     req: &Request,
     cors: &str,
     conn_id: u64,
@@ -206,8 +306,11 @@ pub async fn open<'c>(
         Ok(s) => s,
         Err(e) => return Opened::Refused(e, stream),
     };
-    stream.set_write_timeout(core.cfg.write_timeout);
-    sys::set_send_buffer(SocketFd::of(&*stream), core.cfg.send_buffer);
+    if let Out::H1(s) = &stream {
+        // An HTTP/2 connection's socket is set up once for all its streams.
+        s.set_write_timeout(core.cfg.write_timeout);
+        sys::set_send_buffer(SocketFd::of(&**s), core.cfg.send_buffer);
+    }
     if let Some(last) = sub.last_event_id.as_deref().filter(|id| *id != "earliest") {
         // This core may be a few events behind the one the client was on.
         core.catch_up_to(last, CATCH_UP_LIMIT).await;
@@ -260,7 +363,7 @@ pub async fn open<'c>(
             }
         }
     }
-    let (id, head, replay) = {
+    let (id, header, replay) = {
         let mut history = core.history.borrow_mut();
         let mut shard = core.shard.borrow_mut();
         history.expire(Instant::now());
@@ -308,8 +411,8 @@ pub async fn open<'c>(
         let id = shard.add(NewSubscriber {
             selectors,
             rights: sub.rights,
-            fd: SocketFd::of(&*stream),
-            direct: stream.is_plain(),
+            fd: stream.fd(),
+            direct: stream.direct(),
             after_seq: history.newest_seq(),
             expires: sub.expires,
             lifetime_ends: core.cfg.max_stream_duration.map(|d| {
@@ -321,11 +424,7 @@ pub async fn open<'c>(
             serial: core.next_serial(),
             info,
         });
-        let head = match from_engine {
-            Some(_) => BytesMut::new(),
-            None => response_head(header.as_deref(), core.index, cors),
-        };
-        (id, head, replay)
+        (id, header, replay)
     };
     Stats::add(&core.stats.subscribed, 1);
     Stats::add(&core.stats.replayed, replay.len() as u64);
@@ -341,7 +440,17 @@ pub async fn open<'c>(
         stream,
         access,
     };
-    match write_replay(&mut live.stream, head, replay).await {
+    let head = match from_engine {
+        Some(_) => Ok(BytesMut::new()),
+        None => live
+            .stream
+            .begin(response_head(header.as_deref(), core.index, cors)),
+    };
+    let replayed = match head {
+        Ok(head) => write_replay(&mut live.stream, head, replay).await,
+        Err(e) => Err(e),
+    };
+    match replayed {
         Ok(()) => Opened::Live(live),
         Err(e) => Opened::Ended(finish(live, conn_id, Err(e))),
     }
@@ -368,7 +477,7 @@ fn finish(live: Live<'_>, conn_id: u64, end: io::Result<End>) -> CloseReason {
     let core = live.registration.core;
     let Live {
         registration,
-        stream,
+        mut stream,
         access,
     } = live;
     let id = registration.id;
@@ -404,13 +513,21 @@ fn finish(live: Live<'_>, conn_id: u64, end: io::Result<End>) -> CloseReason {
         End::Drained => CloseReason::Lifetime,
         End::WriteTimeout => {
             // As for a slow consumer: reset rather than leave the kernel holding its bytes.
-            sys::abort_on_close(SocketFd::of(&*stream));
+            stream.abort(core);
             Stats::add(&core.stats.write_timeouts, 1);
             CloseReason::WriteTimeout
         }
         End::Peer => CloseReason::ClientClosed,
-        End::Dropped(DropReason::SlowConsumer) => CloseReason::SlowConsumer,
-        End::Dropped(DropReason::TokenExpired) => CloseReason::TokenExpired,
+        End::Dropped(reason) => {
+            // The shard reset an HTTP/1.1 socket already; an HTTP/2 stream is reset here.
+            if let Out::H2(_) = stream {
+                stream.abort(core);
+            }
+            match reason {
+                DropReason::SlowConsumer => CloseReason::SlowConsumer,
+                DropReason::TokenExpired => CloseReason::TokenExpired,
+            }
+        }
     };
     tracing::debug!(
         conn = conn_id,
@@ -445,18 +562,15 @@ fn announce(core: &Core, update: crate::hub::event::Update, conn_id: u64) {
     }
 }
 
-/// The response head, then the opening comment that lets clients see the stream is live.
-fn response_head(last_event_id: Option<&str>, core: usize, cors: &str) -> BytesMut {
+/// The response head of a subscription.
+fn response_head(last_event_id: Option<&str>, core: usize, cors: &str) -> Response {
     let mut head = Response::event_stream()
         .header("X-Ssegate-Worker", itoa::Buffer::new().format(core))
         .lines(cors);
     if let Some(id) = last_event_id {
         head = head.header("Last-Event-ID", id);
     }
-    let mut b = BytesMut::with_capacity(320);
-    head.write_to(&mut b);
-    b.put_slice(b":\n");
-    b
+    head
 }
 
 /// For a resume after `last`, an id this core's history does not hold: writes the response
@@ -467,7 +581,7 @@ fn response_head(last_event_id: Option<&str>, core: usize, cors: &str) -> BytesM
 /// resumes after the last event it got.
 async fn replay_older(
     core: &Core,
-    stream: &mut Stream,
+    stream: &mut Out,
     last: &str,
     selectors: &[Selector],
     rights: Option<&[Selector]>,
@@ -490,18 +604,20 @@ async fn replay_older(
                 "the engine's next page of older events did not come in time",
             ));
         };
-        let batch = batch.get_or_insert_with(|| {
-            Stats::add(&core.stats.replayed_from_engine, 1);
-            response_head(Some(last), core.index, cors)
-        });
+        let batch = match &mut batch {
+            Some(b) => b,
+            None => {
+                Stats::add(&core.stats.replayed_from_engine, 1);
+                batch.insert(stream.begin(response_head(Some(last), core.index, cors))?)
+            }
+        };
         let mut sent = 0u64;
         for ev in &page.events {
             if !wants_topics(selectors, rights, &ev.topics, ev.private) {
                 continue;
             }
             if batch.len() + ev.frame.len() > REPLAY_BATCH && !batch.is_empty() {
-                stream.write_all(batch).await?;
-                batch.clear();
+                stream.write(batch.split().freeze()).await?;
             }
             batch.extend_from_slice(&ev.frame);
             sent += 1;
@@ -511,7 +627,7 @@ async fn replay_older(
             next = Some(more);
             continue;
         }
-        stream.write_all(batch).await?;
+        stream.write(batch.split().freeze()).await?;
         stream.flush().await?;
         return Ok(Some(page.upto));
     }
@@ -519,18 +635,19 @@ async fn replay_older(
 
 /// Writes the head and the replayed events, coalesced into large writes.
 async fn write_replay(
-    stream: &mut Stream,
+    stream: &mut Out,
     mut batch: BytesMut,
     replay: Vec<Rc<Event>>,
 ) -> io::Result<()> {
     for ev in replay {
         if batch.len() + ev.frame.len() > REPLAY_BATCH && !batch.is_empty() {
-            stream.write_all(&batch).await?;
-            batch.clear();
+            stream.write(batch.split().freeze()).await?;
         }
         batch.extend_from_slice(&ev.frame);
     }
-    stream.write_all(&batch).await?;
+    if !batch.is_empty() {
+        stream.write(batch.freeze()).await?;
+    }
     stream.flush().await
 }
 
@@ -540,13 +657,7 @@ async fn live_loop(live: &mut Live<'_>) -> io::Result<End> {
         // The closure captures the one `&mut Live`, not a pointer per field.
         let l = &mut *live;
         let next = poll_fn(move |cx| {
-            // A subscriber sends nothing after its request: a readable socket means the
-            // client closed (0), reset (error), or misbehaves (data). All end the stream.
-            let mut scratch = [0u8; 16];
-            if Pin::new(&mut *l.stream)
-                .poll_read(cx, &mut scratch)
-                .is_ready()
-            {
+            if l.stream.poll_gone(cx) {
                 return Poll::Ready(None);
             }
             let Registration { core, id } = l.registration;
@@ -565,8 +676,19 @@ async fn live_loop(live: &mut Live<'_>) -> io::Result<End> {
                 let queued_at = core.shard.borrow_mut().take_queued_at(id);
                 // The flush matters for TLS only: records the socket did not take at once
                 // are sent (or time out) here, before the batch counts as written.
-                live.stream.write_all(&batch).await?;
-                live.stream.flush().await?;
+                match &mut live.stream {
+                    Out::H1(s) => {
+                        s.write_all(&batch).await?;
+                        s.flush().await?;
+                    }
+                    // Boxed: the wait for flow-control window is no part of an idle
+                    // subscriber's future.
+                    Out::H2(s) => {
+                        if let Some(r) = Box::pin(h2_write(core, id, s, batch.clone())).await? {
+                            return Ok(End::Dropped(r));
+                        }
+                    }
+                }
                 // Read again rather than kept across the writes: a local held over an await
                 // is a field of every subscriber's future.
                 let Registration { core, id } = live.registration;
@@ -580,4 +702,21 @@ async fn live_loop(live: &mut Live<'_>) -> io::Result<End> {
             }
         }
     }
+}
+
+/// Writes a batch to an HTTP/2 stream, waiting for flow-control window, unless the shard
+/// drops the subscriber meanwhile (its queue passed `max_queued_bytes` while the window
+/// stayed closed): then the reason.
+async fn h2_write(
+    core: &Core,
+    id: usize,
+    s: &mut H2Stream,
+    batch: Bytes,
+) -> io::Result<Option<DropReason>> {
+    future::or(async { s.write(batch).await.map(|()| None) }, async {
+        poll_fn(|cx| core.shard.borrow_mut().poll_dropped(id, cx)).await;
+        let reason = core.shard.borrow().dropped(id);
+        Ok(Some(reason.unwrap_or(DropReason::SlowConsumer)))
+    })
+    .await
 }

@@ -147,6 +147,11 @@ impl TlsStream {
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
+
+    /// Whether the handshake chose HTTP/2 (ALPN `h2`).
+    pub fn is_h2(&self) -> bool {
+        self.conn.alpn_protocol() == Some(crate::net::tls::ALPN_H2)
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
@@ -460,6 +465,7 @@ mod tests {
         crate::net::tls::load(
             format!("{dir}/tls-a-cert.pem").as_ref(),
             format!("{dir}/tls-a-key.pem").as_ref(),
+            true,
         )
         .unwrap()
     }

@@ -1,5 +1,5 @@
-//! ② HTTP/1.1 request heads: parsing with limits, routing, and `application/x-www-form-urlencoded`
-//! decoding for queries and publish bodies.
+//! ② Request heads (HTTP/1.1 parsed here, HTTP/2 as `h2` gives them): parsing with limits,
+//! routing, and `application/x-www-form-urlencoded` decoding for queries and publish bodies.
 //!
 //! Owns: the request head ([`Request`]), its limits, forms, CORS and [`Response`]. May
 //! call: `error`.
@@ -90,10 +90,96 @@ fn content_length(v: &str) -> Result<usize, HttpError> {
 }
 
 impl Request {
+    /// A request for `method` and `target` (path, then the query after `?`), no headers yet.
+    fn new(method: &str, target: &str) -> Request {
+        let mut out = Request {
+            method: Some(match method {
+                "GET" => Method::Get,
+                "POST" => Method::Post,
+                "OPTIONS" => Method::Options,
+                _ => Method::Other,
+            }),
+            ..Request::default()
+        };
+        match target.split_once('?') {
+            Some((p, q)) => {
+                out.path = p.to_owned();
+                out.query = q.to_owned();
+            }
+            None => out.path = target.to_owned(),
+        }
+        out
+    }
+
     /// The method, defaulting to [`Method::Other`].
     pub fn method(&self) -> Method {
         self.method.unwrap_or(Method::Other)
     }
+
+    /// Keeps what the gateway uses of one header (the same for both protocols); the rest
+    /// is dropped.
+    fn take_header(&mut self, name: &str, value: &[u8]) -> Result<(), HttpError> {
+        let value = || header_value(value);
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = content_length(value()?)?;
+            if self.content_length.is_some_and(|m| m != n) {
+                return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+            }
+            self.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.has_transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("content-type") {
+            self.content_type = Some(value()?.to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            if self.authorization.is_some() {
+                return Err(HttpError::BadRequest("more than one Authorization header"));
+            }
+            self.authorization = Some(value()?.to_owned());
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            let v = value()?;
+            if !v.is_empty() {
+                self.last_event_id = Some(v.to_owned());
+            }
+        } else if name.eq_ignore_ascii_case("cookie") {
+            // HTTP/2 clients may send one `cookie` header per pair (RFC 9113 §8.2.3): joined
+            // back the same way.
+            let v = value()?;
+            match &mut self.cookie {
+                Some(c) => {
+                    c.push_str("; ");
+                    c.push_str(v);
+                }
+                None => self.cookie = Some(v.to_owned()),
+            }
+        } else if name.eq_ignore_ascii_case("origin") {
+            self.origin = Some(value()?.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A header's value as text, trimmed.
+fn header_value(v: &[u8]) -> Result<&str, HttpError> {
+    std::str::from_utf8(v)
+        .map(str::trim)
+        .map_err(|_| HttpError::BadRequest("header value is not UTF-8"))
+}
+
+/// The gateway's view of an HTTP/2 request (its pseudo-headers and headers already checked
+/// by `h2`: one `:method`, `:path`, no connection-specific headers). A stream is one
+/// request, so it never keeps a connection alive by itself.
+pub fn from_h2(head: &::http::request::Parts) -> Result<Request, HttpError> {
+    let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = Request::new(head.method.as_str(), target);
+    for (name, value) in &head.headers {
+        out.take_header(name.as_str(), value.as_bytes())?;
+    }
+    if out.has_transfer_encoding {
+        return Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/2 request",
+        ));
+    }
+    Ok(out)
 }
 
 /// Parses a request head at the start of `buf`.
@@ -124,69 +210,17 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
     if head_len > max_head {
         return Err(HttpError::HeadersTooLarge);
     }
-    let mut out = Request {
-        method: Some(match req.method {
-            Some("GET") => Method::Get,
-            Some("POST") => Method::Post,
-            Some("OPTIONS") => Method::Options,
-            _ => Method::Other,
-        }),
-        ..Request::default()
-    };
-    let target = req.path.unwrap_or("/");
-    match target.split_once('?') {
-        Some((p, q)) => {
-            out.path = p.to_owned();
-            out.query = q.to_owned();
-        }
-        None => out.path = target.to_owned(),
-    }
+    let mut out = Request::new(req.method.unwrap_or(""), req.path.unwrap_or("/"));
     let http10 = req.version == Some(0);
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut hosts = 0;
     for h in req.headers.iter() {
         let name = h.name;
-        let value = || {
-            std::str::from_utf8(h.value)
-                .map(|v| v.trim())
-                .map_err(|_| HttpError::BadRequest("header value is not UTF-8"))
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = content_length(value()?)?;
-            if out.content_length.is_some_and(|m| m != n) {
-                return Err(HttpError::BadRequest("conflicting Content-Length headers"));
-            }
-            out.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            out.has_transfer_encoding = true;
-        } else if name.eq_ignore_ascii_case("content-type") {
-            out.content_type = Some(value()?.to_owned());
-        } else if name.eq_ignore_ascii_case("host") {
+        if name.eq_ignore_ascii_case("host") {
             hosts += 1;
-        } else if name.eq_ignore_ascii_case("authorization") {
-            if out.authorization.is_some() {
-                return Err(HttpError::BadRequest("more than one Authorization header"));
-            }
-            out.authorization = Some(value()?.to_owned());
-        } else if name.eq_ignore_ascii_case("last-event-id") {
-            let v = value()?;
-            if !v.is_empty() {
-                out.last_event_id = Some(v.to_owned());
-            }
-        } else if name.eq_ignore_ascii_case("cookie") {
-            let v = value()?;
-            match &mut out.cookie {
-                Some(c) => {
-                    c.push_str("; ");
-                    c.push_str(v);
-                }
-                None => out.cookie = Some(v.to_owned()),
-            }
-        } else if name.eq_ignore_ascii_case("origin") {
-            out.origin = Some(value()?.to_owned());
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in value()?.split(',') {
+            for token in header_value(h.value)?.split(',') {
                 let token = token.trim();
                 connection_close |= token.eq_ignore_ascii_case("close");
                 connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
@@ -194,10 +228,12 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)
         } else if name.eq_ignore_ascii_case("expect") && !http10 {
             // RFC 9110 §10.1.1: 100-continue is the only expectation there is (and an
             // HTTP/1.0 request's is ignored).
-            if !value()?.eq_ignore_ascii_case("100-continue") {
+            if !header_value(h.value)?.eq_ignore_ascii_case("100-continue") {
                 return Err(HttpError::ExpectationFailed);
             }
             out.expect_continue = true;
+        } else {
+            out.take_header(name, h.value)?;
         }
     }
     // RFC 9112 §3.2: a 1.1 request has exactly one Host; §6.1: a message with both framings

@@ -151,6 +151,31 @@ impl Response {
         }
     }
 
+    /// The response as HTTP/2 sends it: the head (no `Connection`, which HTTP/2 forbids;
+    /// `content-length` when there is a body) and the body, `None` for a stream.
+    pub fn into_h2(self) -> (::http::Response<()>, Option<bytes::Bytes>) {
+        let mut head = ::http::Response::builder().status(self.status);
+        if let Some(t) = self.content_type {
+            head = head.header("content-type", t);
+        }
+        if let Some(body) = &self.body {
+            head = head.header("content-length", body.len());
+        }
+        for line in self.headers.split("\r\n").filter(|l| !l.is_empty()) {
+            if let Some((name, value)) = line.split_once(':') {
+                head = head.header(name.trim(), value.trim());
+            }
+        }
+        // Every part is the gateway's own (statuses, names and values it wrote); should one
+        // ever be invalid, the client gets a 500 rather than a panic.
+        let head = head.body(()).unwrap_or_else(|_| {
+            let mut r = ::http::Response::new(());
+            *r.status_mut() = ::http::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        });
+        (head, self.body.map(bytes::Bytes::from))
+    }
+
     /// The response's bytes.
     pub fn to_bytes(&self) -> BytesMut {
         let mut out = BytesMut::new();

@@ -174,11 +174,16 @@ impl Outbox {
         if self.writer == Writer::Task && self.direct {
             self.writer = Writer::Flusher { dirty: false };
         }
+        self.park(cx);
+        Poll::Pending
+    }
+
+    /// Keeps `cx`'s waker, to be woken by the next push, drain or clear.
+    pub fn park(&mut self, cx: &mut Context<'_>) {
         match &self.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => self.waker = Some(cx.waker().clone()),
         }
-        Poll::Pending
     }
 
     /// The flusher's turn on a dirty subscriber: what to send, or `None` when there is

@@ -492,6 +492,27 @@ impl Shard {
         }
     }
 
+    /// Ready once `id` is dropped by the gateway (or gone); otherwise parks the writer's
+    /// waker, which a drop wakes (for a writer waiting on something else than its queue).
+    pub fn poll_dropped(&mut self, id: usize, cx: &mut Context<'_>) -> Poll<()> {
+        match self.subs.get_mut(id) {
+            None => Poll::Ready(()),
+            Some(sub) if matches!(sub.state, State::Dropped(_)) => Poll::Ready(()),
+            Some(sub) => {
+                sub.outbox.park(cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Why `id` was dropped, if it was.
+    pub fn dropped(&self, id: usize) -> Option<DropReason> {
+        match self.subs.get(id)?.state {
+            State::Dropped(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// Everything queued for `id`, as one buffer (see [`Outbox::batch`]).
     pub fn batch(&self, id: usize) -> Option<Bytes> {
         self.subs.get(id)?.outbox.batch()

@@ -41,11 +41,15 @@ pub enum CloseReason {
     TokenExpired,
     /// A subscriber whose writes stalled for `write_timeout`.
     WriteTimeout,
+    /// An HTTP/2 connection that did not answer a keep-alive PING.
+    PingTimeout,
+    /// An HTTP/2 connection closed for a protocol error or a flood (`GOAWAY`).
+    Http2Error,
 }
 
 impl CloseReason {
     /// Every reason, in the order of [`Stats::closed_by_reason`].
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::ClientClosed,
         CloseReason::IdleTimeout,
         CloseReason::HeaderTimeout,
@@ -56,6 +60,8 @@ impl CloseReason {
         CloseReason::SlowConsumer,
         CloseReason::TokenExpired,
         CloseReason::WriteTimeout,
+        CloseReason::PingTimeout,
+        CloseReason::Http2Error,
     ];
 
     /// The label value (also used in log lines and the access log).
@@ -71,6 +77,8 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::TokenExpired => "token_expired",
             CloseReason::WriteTimeout => "write_timeout",
+            CloseReason::PingTimeout => "ping_timeout",
+            CloseReason::Http2Error => "http2_error",
         }
     }
 }
@@ -256,6 +264,20 @@ counters! {
         /// TLS handshakes failed (or timed out).
         tls_failures: Counter "ssegate_tls_handshake_failures_total"
             "TLS handshakes failed or timed out (plaintext on the TLS port, scanners, clients that gave up).";
+        /// HTTP/2 connections opened (ALPN `h2`, or h2c with prior knowledge).
+        h2_connections: Counter "ssegate_http2_connections_total"
+            "HTTP/2 connections (ALPN h2 over TLS, or h2c with prior knowledge).";
+        /// HTTP/2 streams (requests) accepted.
+        h2_streams: Counter "ssegate_http2_streams_total" "HTTP/2 streams (requests) accepted.";
+        /// HTTP/2 streams the gateway reset (slow consumer, write stall, token expiry).
+        h2_resets: Counter "ssegate_http2_streams_reset_total"
+            "HTTP/2 subscriber streams the gateway reset (slow consumer, write stall, token expiry).";
+        /// HTTP/2 connections closed with `ENHANCE_YOUR_CALM` for a flood.
+        h2_floods: Counter "ssegate_http2_flood_closes_total"
+            "HTTP/2 connections closed with ENHANCE_YOUR_CALM: rapid reset, SETTINGS or PING floods, CONTINUATION floods, empty DATA floods.";
+        /// HTTP/2 connections ended by another protocol error.
+        h2_errors: Counter "ssegate_http2_protocol_errors_total"
+            "HTTP/2 connections ended by a protocol error (theirs or a GOAWAY we sent).";
         /// Access log lines dropped because the writer thread fell behind.
         access_log_dropped: Counter "ssegate_access_log_dropped_lines_total"
             "Access log lines dropped because the log writer fell behind.";

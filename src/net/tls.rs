@@ -1,5 +1,5 @@
 //! ② TLS termination with rustls: the server configuration from PEM files (TLS 1.2 and 1.3,
-//! rustls' safe defaults, ALPN `http/1.1`, session tickets on), built with one explicit
+//! rustls' safe defaults, ALPN `h2` then `http/1.1`, session tickets on), built with one explicit
 //! crypto provider (aws-lc-rs, shared with the JWT verifier) so no process-wide default is
 //! needed.
 //!
@@ -56,8 +56,12 @@ pub enum TlsError {
     Ticketer(#[source] rustls::Error),
 }
 
-/// Loads the certificate chain and key and builds the server configuration.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// The ALPN protocol id of HTTP/2 over TLS.
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// Loads the certificate chain and key and builds the server configuration; `http2` offers
+/// ALPN `h2` before `http/1.1` (a client offering both gets HTTP/2).
+pub fn load(cert: &Path, key: &Path, http2: bool) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = read_certs(cert)?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
@@ -75,8 +79,13 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(TlsError::Unusable)?;
-    // HTTP/1.1 only for now; h2 would be added here.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // rustls picks the first of ours the client also offers; a client offering no ALPN at
+    // all gets HTTP/1.1.
+    config.alpn_protocols = if http2 {
+        vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     // Stateless resumption: returning clients skip the full handshake.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsError::Ticketer)?;
     Ok(Arc::new(config))

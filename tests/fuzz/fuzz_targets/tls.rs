@@ -48,7 +48,7 @@ fn server_config() -> Arc<ServerConfig> {
             let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
             let cert = format!("{dir}/tls-a-cert.pem");
             let key = format!("{dir}/tls-a-key.pem");
-            ssegate::net::tls::load(cert.as_ref(), key.as_ref()).expect("test certificate")
+            ssegate::net::tls::load(cert.as_ref(), key.as_ref(), true).expect("test certificate")
         })
         .clone()
 }
