@@ -176,14 +176,11 @@ pub async fn serve(
             Ev::Request(req, respond) => {
                 Stats::add(&core.stats.h2_streams, 1);
                 idle_armed = false;
-                streams.push(Box::pin(handle(
-                    core,
-                    req,
-                    respond,
-                    conn_id,
-                    peer,
-                    over_capacity,
-                )));
+                // The request's phase is boxed on its own and freed when it ends: the
+                // stream's future keeps only what a live subscriber needs (an async fn's
+                // arguments stay in its future for its whole life).
+                let asked = Box::pin(request(core, req, respond, conn_id, peer, over_capacity));
+                streams.push(Box::pin(handle(asked, conn_id)));
                 if over_capacity && closing.is_none() {
                     // Its streams are answered 503; the client should go elsewhere.
                     conn.graceful_shutdown();
@@ -263,15 +260,28 @@ fn h2_io(e: h2::Error) -> io::Error {
     io::Error::other(e)
 }
 
-/// One stream: a request, routed like an HTTP/1.1 request and answered on the stream.
-async fn handle(
+/// One stream: a request, routed like an HTTP/1.1 request and answered on the stream, or a
+/// subscriber's stream for the rest of its life. As for HTTP/1.1, everything the request
+/// needed is in a boxed future freed before the subscriber goes live: an idle stream's
+/// future holds its [`subscriber::Live`] and little else.
+async fn handle<'c>(
+    request: Pin<Box<impl Future<Output = Option<subscriber::Live<'c>>>>>,
+    conn_id: u64,
+) {
+    if let Some(live) = request.await {
+        subscriber::stream(live, conn_id).await;
+    }
+}
+
+/// Answers a stream's request; a subscription that opened is returned to go live.
+async fn request(
     core: &Core,
     req: ::http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     conn_id: u64,
     peer: Option<SocketAddr>,
     over_capacity: bool,
-) {
+) -> Option<subscriber::Live<'_>> {
     let start = Instant::now();
     let (head, body) = req.into_parts();
     let req = match http::from_h2(&head) {
@@ -284,7 +294,7 @@ async fn handle(
                 start,
             };
             answer(core, &mut respond, &log, Err(e), "");
-            return;
+            return None;
         }
     };
     let cors = core.cors.headers(req.origin.as_deref());
@@ -310,9 +320,7 @@ async fn handle(
                 write_timeout: core.cfg.write_timeout,
             }));
             match subscriber::open(core, out, &req, &cors, conn_id, access).await {
-                Opened::Live(live) => {
-                    subscriber::stream(live, conn_id).await;
-                }
+                Opened::Live(live) => return Some(live),
                 Opened::Refused(e, Out::H2(s)) => {
                     if let State::Head(mut respond) = s.state {
                         answer(core, &mut respond, &log, Err(e), &cors);
@@ -320,7 +328,7 @@ async fn handle(
                 }
                 Opened::Refused(..) | Opened::Ended(_) => {}
             }
-            return;
+            return None;
         }
         Route::Publish => {
             let r = publish(core, &req, body).await;
@@ -335,6 +343,7 @@ async fn handle(
         Route::Refuse(e) => Err(e),
     };
     answer(core, &mut respond, &log, result, &cors);
+    None
 }
 
 /// A stream's request, for its access log line.
