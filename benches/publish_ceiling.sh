@@ -51,7 +51,7 @@ taskset -c 0 nginx -p "$TMP/ng204" -c "$TMP/ng204/nginx.conf" & PIDS+=($!)
 
 PNCHAN=$(free_port)
 mkdir -p "$TMP/nchan"
-sed -e "s/@WORKERS@/1/" -e "s/@PORT@/$PNCHAN/" -e "s#@PREFIX@#$TMP/nchan#" \
+sed -e "s/@WORKERS@/1/" -e "s/@LISTEN@/listen 127.0.0.1:$PNCHAN backlog=4096;/" -e "s#@PREFIX@#$TMP/nchan#" \
     benches/peers/nchan/nginx.conf > "$TMP/nchan/nginx.conf"
 taskset -c 0 nginx -p "$TMP/nchan" -c "$TMP/nchan/nginx.conf" & PIDS+=($!)
 

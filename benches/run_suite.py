@@ -37,6 +37,11 @@ SSEGATE = ROOT / "target/release/ssegate"
 GO_PEER = ROOT / "benches/peers/go/ssegate-peer-go"
 AXUM_PEER = ROOT / "benches/peers/axum/target/release/ssegate-peer-axum"
 NCHAN_CONF = ROOT / "benches/peers/nchan/nginx.conf"
+# The TLS targets serve a test leaf certificate (SAN 127.0.0.1, signed by a test CA); the load
+# generator trusts the CA and verifies the chain as a browser would.
+TLS_CERT = ROOT / "tests/fixtures/redis-cert.pem"
+TLS_KEY = ROOT / "tests/fixtures/redis-key.pem"
+TLS_CA = ROOT / "tests/fixtures/redis-ca-cert.pem"
 JWT_KEY = "bench-suite-key"
 SERVER_CORES = {1: "0", 2: "0,1"}
 LOADGEN_CORE = "1"
@@ -115,6 +120,7 @@ class ServerKind:
     binary_env: str = ""  # ssegate: take the binary from this environment variable (a baseline)
     redis: bool = False   # ssegate/nchan: keep the order in a fresh redis-server, pinned with it
     nodes: int = 1        # with redis: that many server processes on one Redis, the load spread
+    transport: str = "plain"  # plain | tls (HTTP/1.1 over TLS) | h2 (subscribers over HTTP/2, TLS)
 
 
 TARGETS = {
@@ -141,6 +147,12 @@ TARGETS = {
                                       redis=True, nodes=2),
     "nchan-2node-redis": ServerKind("nchan + Redis, 2 nodes (1 core)", "nchan", 1, "nchan",
                                     redis=True, nodes=2),
+    # TLS, as every production deployment runs: subscribers over HTTP/1.1 (one connection
+    # each) or HTTP/2 (20 streams per connection); publishers over HTTP/1.1 with TLS.
+    "ssegate-1-tls": ServerKind("ssegate TLS (1 core)", "ssegate", 1, transport="tls"),
+    "ssegate-1-h2": ServerKind("ssegate HTTP/2 (1 core)", "ssegate", 1, transport="h2"),
+    "nchan-1-tls": ServerKind("nchan TLS, 1 worker", "nchan", 1, "nchan", transport="tls"),
+    "nchan-1-h2": ServerKind("nchan HTTP/2, 1 worker", "nchan", 1, "nchan", transport="h2"),
     "ssegate-1-base": ServerKind("ssegate baseline (1 core)", "ssegate", 1,
                                  binary_env="SSEGATE_BASELINE"),
     "ssegate-1-redis-base": ServerKind("ssegate baseline + Redis (1 core)", "ssegate", 1,
@@ -184,14 +196,24 @@ class Server:
                    "--max-connections", "100000", "--log-level", "warn", *kind.extra]
             if redis_url:
                 cmd += ["--engine", "redis", "--redis-url", redis_url]
+            if kind.transport != "plain":
+                cmd += ["--tls-cert", str(TLS_CERT), "--tls-key", str(TLS_KEY)]
         elif kind.impl == "go":
             cmd = [str(GO_PEER), "--listen", "127.0.0.1:0"]
         elif kind.impl == "axum":
             cmd = [str(AXUM_PEER), "--listen", "127.0.0.1:0"]
         elif kind.impl == "nchan":
             self.port = free_port()
+            listen = f"listen 127.0.0.1:{self.port}"
+            if kind.transport != "plain":
+                # nginx 1.22 (Debian 12) spells HTTP/2 as a `listen` parameter.
+                listen += " ssl http2" if kind.transport == "h2" else " ssl"
+                listen += (f" backlog=4096;\n        ssl_certificate {TLS_CERT};"
+                           f"\n        ssl_certificate_key {TLS_KEY};")
+            else:
+                listen += " backlog=4096;"
             conf = (NCHAN_CONF.read_text().replace("@WORKERS@", str(kind.cores))
-                    .replace("@PORT@", str(self.port)).replace("@PREFIX@", self.tmp)
+                    .replace("@LISTEN@", listen).replace("@PREFIX@", self.tmp)
                     .replace("@REDIS@", f'nchan_redis_url "{redis_url}"; nchan_use_redis on;'
                              if redis_url else ""))
             (Path(self.tmp) / "nginx.conf").write_text(conf)
@@ -334,6 +356,8 @@ def one_run(kind: ServerKind, scenario: Scenario, quick: bool, label: str):
                *[a for n in nodes for a in ("--target", n.addr)],
                "--flavor", kind.flavor, *[a for n in nodes for a in ("--server-pid", str(n.proc.pid))],
                "--jwt-key", JWT_KEY, "--label", label,
+               *(["--transport", kind.transport, "--ca", str(TLS_CA)]
+                 if kind.transport != "plain" else []),
                *(scenario.quick_args if quick else scenario.args)]
         drops0, retrans0 = kernel_counters()
         redis0 = cpu_us(server.redis.pid) if server.redis else 0

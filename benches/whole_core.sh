@@ -37,7 +37,7 @@ case $kind in
             --listen "127.0.0.1:$PORT" >/dev/null 2>&1 & SERVER=$! ;;
     nchan)
         FLAVOR=nchan
-        sed -e "s/@WORKERS@/1/" -e "s/@PORT@/$PORT/" -e "s#@PREFIX@#$TMP#" \
+        sed -e "s/@WORKERS@/1/" -e "s/@LISTEN@/listen 127.0.0.1:$PORT backlog=4096;/" -e "s#@PREFIX@#$TMP#" \
             benches/peers/nchan/nginx.conf > "$TMP/nginx.conf"
         taskset -c 0 nginx -p "$TMP" -c "$TMP/nginx.conf" 2>/dev/null & SERVER=$! ;;
     *) echo "unknown server $kind" >&2; exit 2 ;;

@@ -26,6 +26,7 @@ mod report;
 mod run;
 mod sys;
 mod target;
+mod tls;
 mod worker;
 
 use std::net::SocketAddr;
@@ -120,6 +121,16 @@ struct RunArgs {
     /// arrived exactly once.
     #[arg(long, value_name = "SSEGATE_BINARY")]
     smoke: Option<PathBuf>,
+    /// How subscribers connect: plain TCP, HTTP/1.1 over TLS, or HTTP/2 over TLS (publishers
+    /// speak HTTP/1.1, over TLS unless plain).
+    #[arg(long, value_enum, default_value = "plain")]
+    transport: tls::Transport,
+    /// The certificate TLS trusts (the server's, or its CA), for `--transport tls|h2`.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Subscriber streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 20)]
+    h2_streams: u32,
     /// With --smoke: the gateway's worker count.
     #[arg(long, default_value_t = 2)]
     smoke_workers: u32,
@@ -184,8 +195,14 @@ fn coordinate(mut a: RunArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if a.transport != tls::Transport::Plain && a.ca.is_none() {
+        bail!("--transport {} needs --ca", a.transport.as_str());
+    }
     let params = run::Params {
         label: a.label.clone(),
+        transport: a.transport,
+        ca: a.ca.clone(),
+        h2_streams: a.h2_streams,
         flavor: a.flavor,
         targets,
         server: ServerProcs::new(pids),

@@ -25,17 +25,20 @@ pub fn topic_name(k: u32) -> String {
 impl Flavor {
     /// The complete subscribe request for topic `k`.
     pub fn subscribe_request(self, k: u32) -> Vec<u8> {
+        format!(
+            "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+            self.subscribe_path(k)
+        )
+        .into_bytes()
+    }
+
+    /// The subscribe request's path and query for topic `k` (HTTP/2 carries it in `:path`).
+    pub fn subscribe_path(self, k: u32) -> String {
         let topic = topic_name(k);
         match self {
-            Flavor::Mercure => format!(
-                "GET /.well-known/mercure?topic={topic} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-                 Accept: text/event-stream\r\n\r\n"
-            ),
-            Flavor::Nchan => format!(
-                "GET /sub/{topic} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-            ),
+            Flavor::Mercure => format!("/.well-known/mercure?topic={topic}"),
+            Flavor::Nchan => format!("/sub/{topic}"),
         }
-        .into_bytes()
     }
 
     /// Writes a complete keep-alive publish request for topic `k` carrying `payload` into

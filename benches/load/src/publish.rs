@@ -8,6 +8,7 @@
 //! number, so refusals never show up as missing deliveries; they are counted apart.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::proto::{write_payload, Flavor};
 use crate::sys;
+use crate::tls::{self, Conn};
 
 /// Longest wait for one publish's response before the run is declared broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +43,8 @@ pub struct Plan {
     pub payload_bytes: usize,
     /// Bearer token (mercure flavor).
     pub token: String,
+    /// HTTP/1.1 over TLS with this configuration; plain TCP when `None`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// What was published.
@@ -110,7 +114,7 @@ async fn connection(
     let mut refused = 0;
     let mut ack_us =
         Histogram::new_with_bounds(1, 120_000_000, 3).context("creating the histogram")?;
-    let mut stream = connect(target).await?;
+    let mut stream = connect(target, plan.tls.as_ref()).await?;
     let (mut payload, mut request, mut response) = (Vec::new(), Vec::new(), Vec::new());
 
     for j in 0..MAX_EVENTS_PER_CONNECTION {
@@ -151,7 +155,7 @@ async fn connection(
             refused += 1;
         }
         if close {
-            stream = connect(target).await?;
+            stream = connect(target, plan.tls.as_ref()).await?;
         }
     }
     Ok(ConnOutcome {
@@ -161,12 +165,18 @@ async fn connection(
     })
 }
 
-async fn connect(target: SocketAddr) -> anyhow::Result<TcpStream> {
+async fn connect(
+    target: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<Conn> {
     let stream = TcpStream::connect(target)
         .await
         .with_context(|| format!("publisher connect {target}"))?;
     stream.set_nodelay(true).context("TCP_NODELAY")?;
-    Ok(stream)
+    Ok(match tls {
+        None => Conn::Plain(stream),
+        Some(config) => Conn::Tls(Box::new(tls::handshake(stream, target, config).await?)),
+    })
 }
 
 /// Reads one response; returns its status and whether the server will close the connection.
@@ -174,7 +184,7 @@ async fn connect(target: SocketAddr) -> anyhow::Result<TcpStream> {
 /// Sends one publish request and reads its response (status, whether the server closes),
 /// within `RESPONSE_TIMEOUT`.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     request: &[u8],
     response: &mut Vec<u8>,
 ) -> anyhow::Result<(u16, bool)> {
@@ -183,6 +193,8 @@ async fn exchange(
             .write_all(request)
             .await
             .context("sending a publish")?;
+        // TLS: records the socket did not take at once go out now.
+        stream.flush().await.context("sending a publish")?;
         read_response(stream, response).await
     };
     tokio::time::timeout(RESPONSE_TIMEOUT, round_trip)
@@ -190,7 +202,7 @@ async fn exchange(
         .with_context(|| format!("no publish response within {RESPONSE_TIMEOUT:?}"))?
 }
 
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<(u16, bool)> {
+async fn read_response(stream: &mut Conn, buf: &mut Vec<u8>) -> anyhow::Result<(u16, bool)> {
     buf.clear();
     let mut chunk = [0u8; 4096];
     // Every round reads at least one byte or fails; bounded by MAX_RESPONSE.
@@ -251,7 +263,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Res
 /// process), which would otherwise land in the latency tail of a short run. The figure is
 /// reported on its own.
 pub async fn warm_up(plan: &Plan) -> anyhow::Result<u64> {
-    let mut stream = connect(plan.targets[0]).await?;
+    let mut stream = connect(plan.targets[0], plan.tls.as_ref()).await?;
     let (mut payload, mut request, mut response) = (Vec::new(), Vec::new(), Vec::new());
     let sent_ns = sys::monotonic_ns();
     write_payload(&mut payload, 0, sent_ns, plan.payload_bytes);

@@ -34,6 +34,8 @@ impl Latency {
 pub struct Summary {
     pub label: String,
     pub flavor: String,
+    /// `plain`, `tls` or `h2` (subscribers' HTTP/2 over TLS).
+    pub transport: String,
     pub subscribers: u64,
     pub topics: u32,
     pub processes: u32,
@@ -91,7 +93,13 @@ impl Summary {
         let l = &self.latency_us;
         let a = &self.ack_us;
         let rows: Vec<(&str, String)> = vec![
-            ("run", format!("{} ({:?} flavor)", self.label, self.flavor)),
+            (
+                "run",
+                format!(
+                    "{} ({:?} flavor, {} transport)",
+                    self.label, self.flavor, self.transport
+                ),
+            ),
             (
                 "load",
                 if self.duration_s > 0.0 {

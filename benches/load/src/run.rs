@@ -19,6 +19,7 @@ use crate::publish;
 use crate::report::{Latency, Summary};
 use crate::sys;
 use crate::target::ServerProcs;
+use crate::tls::{self, Transport};
 
 /// RSS is read this often while waiting for it to settle and while publishing (for the peak).
 const RSS_SAMPLE: Duration = Duration::from_millis(200);
@@ -34,6 +35,10 @@ const MAX_PROCESSES: u32 = 200;
 pub struct Params {
     pub label: String,
     pub flavor: Flavor,
+    pub transport: Transport,
+    /// The certificate TLS trusts.
+    pub ca: Option<PathBuf>,
+    pub h2_streams: u32,
     /// One address per node; subscriber process k connects to `targets[k % len]`.
     pub targets: Vec<SocketAddr>,
     pub server: ServerProcs,
@@ -66,8 +71,12 @@ impl Worker {
             Flavor::Mercure => "mercure",
             Flavor::Nchan => "nchan",
         };
-        let mut child = Command::new(exe)
-            .arg("__worker")
+        let mut command = Command::new(exe);
+        command.arg("__worker");
+        if let Some(ca) = &p.ca {
+            command.arg("--ca").arg(ca);
+        }
+        let mut child = command
             .args([
                 "--target",
                 &p.targets[index as usize % p.targets.len()].to_string(),
@@ -83,6 +92,8 @@ impl Worker {
                 &first.to_string(),
             ])
             .args(["--topics", &p.topics.to_string()])
+            .args(["--transport", p.transport.as_str()])
+            .args(["--h2-streams", &p.h2_streams.to_string()])
             .args([
                 "--connect-timeout",
                 &p.connect_timeout.as_secs_f64().to_string(),
@@ -198,6 +209,7 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
     let mut s = Summary {
         label: p.label.clone(),
         flavor: format!("{:?}", p.flavor).to_lowercase(),
+        transport: p.transport.as_str().to_string(),
         subscribers: u64::from(p.subscribers),
         topics: p.topics,
         processes: p.subscribers.div_ceil(p.per_process.max(1)).max(1),
@@ -243,6 +255,12 @@ pub async fn run(p: &Params) -> anyhow::Result<Summary> {
         duration: p.duration,
         payload_bytes: p.payload_bytes,
         token: p.token.clone(),
+        tls: match (&p.ca, p.transport) {
+            (Some(ca), Transport::Tls | Transport::H2) => {
+                Some(tls::client_config(ca, b"http/1.1")?)
+            }
+            _ => None,
+        },
     };
     if !p.duration.is_zero() {
         s.first_publish_ack_us = publish::warm_up(&plan).await?;

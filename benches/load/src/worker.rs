@@ -3,25 +3,29 @@
 //!
 //! Everything runs on one current-thread runtime; per-subscriber state lives in one table
 //! shared by the process's tasks (`Rc<RefCell<_>>`, never across threads). One task per
-//! subscriber reads its socket; the control task talks to the coordinator.
+//! subscriber reads its socket (or, over HTTP/2, its stream; each connection's frames are
+//! read by one more task); the control task talks to the coordinator.
 
 use std::cell::{Cell, RefCell};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
 use std::io::Read as _;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::ipc::{FromWorker, ToWorker, WorkerReport};
 use crate::proto::{parse_payload, BodyDecoder, Flavor};
 use crate::sys;
+use crate::tls::{self, Transport};
 
 /// Largest response head accepted from a server.
 const MAX_HEAD: usize = 16 * 1024;
@@ -29,6 +33,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// 5,000 subscribers × 4 KiB = 20 MB per process. A subscriber that falls behind still gets
 /// ~30 events of 100 bytes per read.
 const READ_BUF: usize = 4096;
+/// Each HTTP/2 stream's receive window.
+const H2_WINDOW: u32 = 1 << 20;
 
 /// What a worker process is told on its command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,6 +62,14 @@ pub struct WorkerArgs {
     /// Time allowed for every subscriber to be registered, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub connect_timeout: f64,
+    #[arg(long, value_enum, default_value = "plain")]
+    pub transport: Transport,
+    /// The certificate TLS trusts (required with `--transport tls|h2`).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Subscriber streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 20)]
+    pub h2_streams: u32,
 }
 
 /// One subscriber's bookkeeping.
@@ -169,9 +183,36 @@ async fn control(args: WorkerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.connect_timeout);
     let permits = Rc::new(Semaphore::new(args.concurrency.max(1)));
+    let tls = match (args.transport, &args.ca) {
+        (Transport::Plain, _) => None,
+        (Transport::Tls, Some(ca)) => Some(tls::client_config(ca, b"http/1.1")?),
+        (Transport::H2, Some(ca)) => Some(tls::client_config(ca, b"h2")?),
+        (_, None) => bail!("--transport {} needs --ca", args.transport.as_str()),
+    };
     let args = Rc::new(args);
-    for i in 0..count {
-        tokio::task::spawn_local(subscriber(i, args.clone(), shared.clone(), permits.clone()));
+    if args.transport == Transport::H2 {
+        let per = args.h2_streams.max(1) as usize;
+        for first in (0..count).step_by(per) {
+            let n = per.min(count - first);
+            let config = tls.clone().context("TLS configuration")?;
+            tokio::task::spawn_local(h2_connection(
+                first..first + n,
+                args.clone(),
+                shared.clone(),
+                permits.clone(),
+                config,
+            ));
+        }
+    } else {
+        for i in 0..count {
+            tokio::task::spawn_local(subscriber(
+                i,
+                args.clone(),
+                shared.clone(),
+                permits.clone(),
+                tls.clone(),
+            ));
+        }
     }
     // Each wake-up is a registration, a failure or the deadline: at most count + 2 rounds.
     while shared.registered.get() < args.count && shared.failure.borrow().is_none() {
@@ -279,14 +320,20 @@ fn report(shared: &Shared, drained: bool) -> WorkerReport {
 }
 
 /// One subscriber's whole life: connect, subscribe, then read until the process exits.
-async fn subscriber(i: usize, args: Rc<WorkerArgs>, shared: Rc<Shared>, permits: Rc<Semaphore>) {
+async fn subscriber(
+    i: usize,
+    args: Rc<WorkerArgs>,
+    shared: Rc<Shared>,
+    permits: Rc<Semaphore>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) {
     let opened = {
         // The semaphore is never closed, so acquire cannot fail.
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
         let topic = shared.subs.borrow()[i].topic;
-        open(&args, topic).await
+        open(&args, topic, tls.as_ref()).await
     };
     let (stream, mut decoder, body) = match opened {
         Ok(v) => v,
@@ -295,6 +342,31 @@ async fn subscriber(i: usize, args: Rc<WorkerArgs>, shared: Rc<Shared>, permits:
     if let Err(e) = deliver(&args, &shared, i, &mut decoder, &body) {
         return shared.fail(format!("subscriber {i}: {e}"));
     }
+    let mut buf = [0u8; READ_BUF];
+    let mut stream = match stream {
+        tls::Conn::Plain(tcp) => return plain_reads(i, tcp, &args, &shared, decoder).await,
+        tls::Conn::Tls(s) => s,
+    };
+    // TLS: records are decrypted by rustls; each round reads at least one byte or ends.
+    loop {
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            return closed(&shared, i);
+        }
+        if let Err(e) = deliver(&args, &shared, i, &mut decoder, &buf[..n]) {
+            return shared.fail(format!("subscriber {i}: {e}"));
+        }
+    }
+}
+
+/// Reads a plain TCP subscriber's socket until the server closes it.
+async fn plain_reads(
+    i: usize,
+    stream: TcpStream,
+    args: &WorkerArgs,
+    shared: &Shared,
+    mut decoder: BodyDecoder,
+) {
     let fd = match stream.into_std().and_then(sys::register_readable) {
         Ok(fd) => fd,
         Err(e) => return shared.fail(format!("subscriber {i}: registering with the reactor: {e}")),
@@ -321,22 +393,131 @@ async fn subscriber(i: usize, args: Rc<WorkerArgs>, shared: Rc<Shared>, permits:
             Err(_) => 0,
         };
         if n == 0 {
-            let mut subs = shared.subs.borrow_mut();
-            let sub = &mut subs[i];
-            sub.closed = true;
-            if !sub.registered {
-                drop(subs);
-                return shared.fail(format!(
-                    "subscriber {i}: closed by the server before registration"
-                ));
-            }
-            shared.check_complete(sub);
-            return;
+            return closed(shared, i);
         }
-        if let Err(e) = deliver(&args, &shared, i, &mut decoder, &buf[..n]) {
+        if let Err(e) = deliver(args, shared, i, &mut decoder, &buf[..n]) {
             return shared.fail(format!("subscriber {i}: {e}"));
         }
     }
+}
+
+/// The server ended subscriber `i`'s stream.
+fn closed(shared: &Shared, i: usize) {
+    let mut subs = shared.subs.borrow_mut();
+    let sub = &mut subs[i];
+    sub.closed = true;
+    if !sub.registered {
+        drop(subs);
+        return shared.fail(format!(
+            "subscriber {i}: closed by the server before registration"
+        ));
+    }
+    shared.check_complete(sub);
+}
+
+/// One HTTP/2 connection carrying subscribers `range`, one stream each: the TLS handshake
+/// (ALPN `h2`), the HTTP/2 preface and settings, then one request per subscriber. A task
+/// reads the connection's frames; each stream's task takes its data.
+async fn h2_connection(
+    range: std::ops::Range<usize>,
+    args: Rc<WorkerArgs>,
+    shared: Rc<Shared>,
+    permits: Rc<Semaphore>,
+    config: Arc<rustls::ClientConfig>,
+) {
+    let first = range.start;
+    let opened = async {
+        let Ok(_permit) = permits.acquire().await else {
+            bail!("connection limiter closed");
+        };
+        let tcp = connect(&args).await?;
+        let tls = tls::handshake(tcp, args.target, &config).await?;
+        let (client, connection) = h2::client::Builder::new()
+            // The client never holds the server back: windows far above what a run queues.
+            .initial_window_size(H2_WINDOW)
+            .initial_connection_window_size(H2_WINDOW * args.h2_streams.max(1))
+            .handshake::<_, bytes::Bytes>(tls)
+            .await
+            .context("HTTP/2 handshake")?;
+        anyhow::Ok((client, connection))
+    }
+    .await;
+    let (mut client, connection) = match opened {
+        Ok(v) => v,
+        Err(e) => return shared.fail(format!("subscriber {first} from {}: {e:#}", args.source)),
+    };
+    let failed = shared.clone();
+    tokio::task::spawn_local(async move {
+        // Ends with the connection; an error resets every stream, which their tasks report.
+        if let Err(e) = connection.await {
+            if !e.is_go_away() {
+                connection_error(&failed, first, &e);
+            }
+        }
+    });
+    for i in range {
+        let topic = shared.subs.borrow()[i].topic;
+        let request = http::Request::get(format!(
+            "https://{}{}",
+            args.target,
+            args.flavor.subscribe_path(topic)
+        ))
+        .header("accept", "text/event-stream")
+        .body(());
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return shared.fail(format!("subscriber {i}: building the request: {e}")),
+        };
+        // `ready` waits for a stream slot (the server's SETTINGS_MAX_CONCURRENT_STREAMS).
+        client = match client.ready().await {
+            Ok(c) => c,
+            Err(e) => return shared.fail(format!("subscriber {i} over HTTP/2: {e}")),
+        };
+        match client.send_request(request, true) {
+            Ok((response, _)) => {
+                tokio::task::spawn_local(h2_stream(i, response, args.clone(), shared.clone()));
+            }
+            Err(e) => return shared.fail(format!("subscriber {i} over HTTP/2: {e}")),
+        }
+    }
+}
+
+/// An HTTP/2 connection ended in error (not a GOAWAY): its streams report what they lost.
+fn connection_error(shared: &Shared, first: usize, e: &h2::Error) {
+    if shared.subs.borrow()[first].registered {
+        eprintln!("ssegate-load: HTTP/2 connection of subscriber {first}: {e}");
+    }
+}
+
+/// One subscriber's HTTP/2 stream: the response head, then its data until the stream ends.
+async fn h2_stream(
+    i: usize,
+    response: h2::client::ResponseFuture,
+    args: Rc<WorkerArgs>,
+    shared: Rc<Shared>,
+) {
+    let response = match response.await {
+        Ok(r) => r,
+        Err(e) => return shared.fail(format!("subscriber {i} over HTTP/2: {e}")),
+    };
+    if response.status() != http::StatusCode::OK {
+        return shared.fail(format!(
+            "subscriber {i}: subscribe answered {} over HTTP/2",
+            response.status()
+        ));
+    }
+    let mut body = response.into_body();
+    let mut decoder = BodyDecoder::new(false);
+    // Each round takes one DATA frame's bytes or ends with the stream.
+    while let Some(data) = body.data().await {
+        let Ok(data) = data else { break };
+        // Hand the window back at once: the client must never be what holds the server up.
+        let _ = body.flow_control().release_capacity(data.len());
+        if let Err(e) = deliver(&args, &shared, i, &mut decoder, &data) {
+            return shared.fail(format!("subscriber {i}: {e}"));
+        }
+    }
+    closed(&shared, i);
 }
 
 /// Accounts for bytes received by subscriber `i`: registration (the opening `:` comment),
@@ -389,9 +570,8 @@ fn deliver(
     Ok(())
 }
 
-/// Connects from `args.source`, sends the subscribe request and reads the response head.
-/// Returns the stream, a decoder for its body and the body bytes read along with the head.
-async fn open(args: &WorkerArgs, topic: u32) -> anyhow::Result<(TcpStream, BodyDecoder, Vec<u8>)> {
+/// Connects from `args.source` (its own 127.0.0.x, any port).
+async fn connect(args: &WorkerArgs) -> anyhow::Result<TcpStream> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .context("socket")?;
     socket.set_nonblocking(true).context("O_NONBLOCK")?;
@@ -400,15 +580,47 @@ async fn open(args: &WorkerArgs, topic: u32) -> anyhow::Result<(TcpStream, BodyD
         .bind(&SocketAddr::V4(SocketAddrV4::new(args.source, 0)).into())
         .with_context(|| format!("bind {}", args.source))?;
     let socket = TcpSocket::from_std_stream(socket.into());
-    let mut stream = socket
+    let stream = socket
         .connect(args.target)
         .await
         .with_context(|| format!("connect {}", args.target))?;
     stream.set_nodelay(true).context("TCP_NODELAY")?;
+    Ok(stream)
+}
+
+/// Connects (and shakes hands, over TLS), sends the subscribe request and reads the response
+/// head. Returns the stream, a decoder for its body and the body bytes read with the head.
+async fn open(
+    args: &WorkerArgs,
+    topic: u32,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<(tls::Conn, BodyDecoder, Vec<u8>)> {
+    let tcp = connect(args).await?;
+    let request = args.flavor.subscribe_request(topic);
+    Ok(match tls {
+        None => {
+            let mut tcp = tcp;
+            let (decoder, body) = request_head(&mut tcp, &request).await?;
+            (tls::Conn::Plain(tcp), decoder, body)
+        }
+        Some(config) => {
+            let mut s = Box::new(tls::handshake(tcp, args.target, config).await?);
+            let (decoder, body) = request_head(&mut *s, &request).await?;
+            (tls::Conn::Tls(s), decoder, body)
+        }
+    })
+}
+
+/// Sends `request` and reads the response head; fails unless it is a 200.
+async fn request_head<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &[u8],
+) -> anyhow::Result<(BodyDecoder, Vec<u8>)> {
     stream
-        .write_all(&args.flavor.subscribe_request(topic))
+        .write_all(request)
         .await
         .context("sending the request")?;
+    stream.flush().await.context("sending the request")?;
 
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
@@ -437,7 +649,7 @@ async fn open(args: &WorkerArgs, topic: u32) -> anyhow::Result<(TcpStream, BodyD
                             .contains("chunked")
                 });
                 let body = head[len..].to_vec();
-                return Ok((stream, BodyDecoder::new(chunked), body));
+                return Ok((BodyDecoder::new(chunked), body));
             }
             httparse::Status::Partial if head.len() > MAX_HEAD => {
                 bail!("response head over {MAX_HEAD} bytes")
