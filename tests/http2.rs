@@ -650,6 +650,131 @@ fn ping_and_settings_floods_and_rapid_resets_are_answered_with_enhance_your_calm
     );
 }
 
+/// Frames read from `tcp` until `done` says enough (or LIMIT passes): (type, flags, stream,
+/// payload) each. The connection stays open: subscriber streams do not end.
+async fn frames_until(
+    tcp: &mut TcpStream,
+    done: impl Fn(&[(u8, u8, u32, Vec<u8>)]) -> bool,
+) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    let (mut raw, mut frames) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !done(&frames) {
+        let n = match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            other => panic!("connection ended or stalled ({other:?}); frames {frames:?}"),
+        };
+        raw.extend_from_slice(&buf[..n]);
+        while raw.len() >= 9 {
+            let len = u32::from_be_bytes([0, raw[0], raw[1], raw[2]]) as usize;
+            if raw.len() < 9 + len {
+                break;
+            }
+            let id = u32::from_be_bytes([raw[5], raw[6], raw[7], raw[8]]) & 0x7fff_ffff;
+            frames.push((raw[3], raw[4], id, raw[9..9 + len].to_vec()));
+            raw.drain(..9 + len);
+        }
+    }
+    frames
+}
+
+/// A subscribe request's HEADERS block: GET, http, then `:path` and `:authority` as
+/// literals without indexing (HPACK, no Huffman coding).
+fn subscribe_headers(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"localhost");
+    block
+}
+
+#[test]
+fn streams_past_max_concurrent_streams_are_refused_and_a_closed_one_frees_its_slot() {
+    let server = h2c_server(&["--http2-max-concurrent-streams", "2"]);
+    run(async {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend(raw_frame(0x4, 0, 0, &[]));
+        let block = subscribe_headers("/.well-known/mercure?topic=m");
+        for id in [1u32, 3, 5] {
+            bytes.extend(raw_frame(0x1, 0x5, id, &block));
+        }
+        tcp.write_all(&bytes).await.unwrap();
+        let is = |f: &(u8, u8, u32, Vec<u8>), kind: u8, id: u32| f.0 == kind && f.2 == id;
+        let frames = frames_until(&mut tcp, |fs| {
+            [1, 3].iter().all(|&id| fs.iter().any(|f| is(f, 0x1, id)))
+                && fs.iter().any(|f| is(f, 0x3, 5))
+        })
+        .await;
+        // The server announced the limit, answered the first two, refused the third.
+        let settings = frames.iter().find(|f| f.0 == 0x4 && f.1 & 1 == 0).unwrap();
+        let announced = settings.3.chunks(6).find(|c| c[..2] == [0, 3]).unwrap();
+        assert_eq!(u32::from_be_bytes(announced[2..6].try_into().unwrap()), 2);
+        let reset = frames.iter().find(|f| is(f, 0x3, 5)).unwrap();
+        assert_eq!(reset.3, 0x7u32.to_be_bytes(), "REFUSED_STREAM");
+        assert!(!frames.iter().any(|f| is(f, 0x1, 5)));
+
+        // Closing stream 1 frees a slot: the next stream is answered.
+        let mut more = raw_frame(0x3, 0, 1, &8u32.to_be_bytes());
+        more.extend(raw_frame(0x1, 0x5, 7, &block));
+        tcp.write_all(&more).await.unwrap();
+        let frames = frames_until(&mut tcp, |fs| fs.iter().any(|f| is(f, 0x1, 7) || is(f, 0x3, 7)))
+            .await;
+        assert!(frames.iter().any(|f| is(f, 0x1, 7)), "{frames:?}");
+        // The refusals cost nothing else: the gateway still serves.
+        let mut ok = connect_h2c(&server, client_builder()).await;
+        let (st, _) = publish(&mut ok, &server, &[("topic", "m"), ("data", "y")]).await;
+        assert_eq!(st, 200);
+    });
+}
+
+#[test]
+fn a_connection_that_does_not_answer_pings_is_closed() {
+    let server = h2c_server(&["--http2-keepalive", "200ms"]);
+    run(async {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend(raw_frame(0x4, 0, 0, &[]));
+        // A subscriber stream, so that the connection is not merely idle.
+        bytes.extend(raw_frame(
+            0x1,
+            0x5,
+            1,
+            &subscribe_headers("/.well-known/mercure?topic=p"),
+        ));
+        tcp.write_all(&bytes).await.unwrap();
+        let frames = frames_until(&mut tcp, |fs| fs.iter().any(|f| f.0 == 0x4 && f.1 == 0)).await;
+        assert!(frames.iter().any(|f| f.0 == 0x4 && f.1 == 0));
+        tcp.write_all(&raw_frame(0x4, 0x1, 0, &[])).await.unwrap();
+        // Then silence: the server PINGs, gets no ACK, and closes the connection.
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match timeout(LIMIT, tcp.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("a connection that ignores PINGs was kept open"),
+            }
+        }
+        let mut at = 0;
+        let mut pings = 0;
+        while at + 9 <= seen.len() {
+            let len = u32::from_be_bytes([0, seen[at], seen[at + 1], seen[at + 2]]) as usize;
+            pings += usize::from(seen[at + 3] == 0x6 && seen[at + 4] & 1 == 0);
+            at += 9 + len;
+        }
+        assert!(pings >= 1, "no PING before the close");
+    });
+    assert_eq!(
+        metric_sum(
+            &metrics(&server),
+            "ssegate_connections_closed_total",
+            "reason=\"ping_timeout\""
+        ),
+        1
+    );
+}
+
 #[test]
 fn curl_speaks_http2_over_tls_and_with_prior_knowledge() {
     if std::process::Command::new("curl")
