@@ -718,8 +718,10 @@ fn streams_past_max_concurrent_streams_are_refused_and_a_closed_one_frees_its_sl
         let mut more = raw_frame(0x3, 0, 1, &8u32.to_be_bytes());
         more.extend(raw_frame(0x1, 0x5, 7, &block));
         tcp.write_all(&more).await.unwrap();
-        let frames = frames_until(&mut tcp, |fs| fs.iter().any(|f| is(f, 0x1, 7) || is(f, 0x3, 7)))
-            .await;
+        let frames = frames_until(&mut tcp, |fs| {
+            fs.iter().any(|f| is(f, 0x1, 7) || is(f, 0x3, 7))
+        })
+        .await;
         assert!(frames.iter().any(|f| is(f, 0x1, 7)), "{frames:?}");
         // The refusals cost nothing else: the gateway still serves.
         let mut ok = connect_h2c(&server, client_builder()).await;
